@@ -1,0 +1,1 @@
+"""The event loop: clock, message dispatch, the single writer."""

@@ -1,0 +1,1 @@
+"""Market data: candles (bars), dataset discovery and loading, replay feeds."""

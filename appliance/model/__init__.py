@@ -1,0 +1,1 @@
+"""Pure domain model: instruments, orders, fills, positions, money. No I/O, no appliance imports."""

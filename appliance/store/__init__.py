@@ -1,0 +1,1 @@
+"""SQLite state (apsw, WAL): connection, numbered migrations, the journal, repositories."""

@@ -1,0 +1,103 @@
+"""The Venue protocol: what the OMS needs from an exchange, live or simulated.
+
+Sends (``submit``, ``cancel``) are made only after the transaction that recorded the intent
+has committed; their outcome comes back asynchronously as :data:`VenueReport` messages through
+the report sink, which the engine handles in order like any other message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable, Protocol, Union
+
+from appliance.model.fill import Fill
+from appliance.model.instrument import Instrument
+from appliance.model.order import Order
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAccepted:
+    client_order_id: str
+    venue_order_id: str
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected:
+    client_order_id: str
+    reason: str
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCanceled:
+    client_order_id: str
+    reason: str
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderExpired:
+    client_order_id: str
+    reason: str
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilled:
+    fill: Fill
+
+
+VenueReport = Union[OrderAccepted, OrderRejected, OrderCanceled, OrderExpired, OrderFilled]
+ReportSink = Callable[[VenueReport], None]
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOrderState:
+    """What the venue knows of an order, for reconciliation.
+
+    Attributes:
+        client_order_id, venue_order_id: identities.
+        status: ``"open"``, ``"filled"``, ``"canceled"``, ``"rejected"`` or ``"expired"``.
+        filled_qty: cumulative filled quantity (base).
+    """
+
+    client_order_id: str
+    venue_order_id: str
+    status: str
+    filled_qty: Decimal
+
+
+class Venue(Protocol):
+    """An exchange account. ``name`` is the venue part of every InstrumentId it serves."""
+
+    name: str
+
+    def instruments(self) -> list[Instrument]:
+        """Every instrument tradable here, with precision, minimums and fees."""
+        ...
+
+    def set_report_sink(self, sink: ReportSink) -> None:
+        """Where to deliver reports (the engine posts them on its queue)."""
+        ...
+
+    def submit(self, order: Order) -> None:
+        """Send an order already recorded as PENDING_SUBMIT. Outcome comes as reports."""
+        ...
+
+    def cancel(self, order: Order) -> None:
+        """Request cancellation. Outcome comes as reports (OrderCanceled, or a fill that won the race)."""
+        ...
+
+    def lookup(self, client_order_id: str) -> VenueOrderState | None:
+        """The venue's view of an order by Lyra's client order id; ``None`` if it never arrived.
+
+        Raises:
+            VenueUnavailable: the venue could not be asked (never means "not found").
+        """
+        ...
+
+
+class VenueUnavailable(Exception):
+    """The venue could not answer; callers must not treat this as 'order not found'."""
