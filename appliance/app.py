@@ -1,0 +1,168 @@
+"""Composition root: builds every service from the configuration and wires them together.
+
+Nothing else constructs services; tests build an :class:`Appliance` from a config exactly as
+``lyrad run`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from pathlib import Path
+
+from appliance import __version__
+from appliance.config import LyraConfig
+from appliance.engine.clock import LiveClock, SimClock
+from appliance.engine.engine import Engine
+from appliance.execution.oms import OrderManager
+from appliance.marketdata import candles
+from appliance.marketdata.bar import Bar, BarSlice
+from appliance.marketdata.controller import ReplayController
+from appliance.marketdata.replay import ReplayFeed
+from appliance.model.instrument import Instrument, InstrumentId
+from appliance.portfolio.service import Portfolio
+from appliance.risk.engine import RiskEngine, RiskLimits
+from appliance.store.db import Database
+from appliance.store.journal import Journal
+from appliance.strategies.manager import StrategyManager
+from appliance.strategies.registry import STRATEGY_TYPES
+from appliance.telemetry.metrics import Metrics
+from appliance.venues.base import OrderAccepted, OrderCanceled, OrderExpired, OrderFilled, OrderRejected
+from appliance.venues.paper.fill_model import CandleFillModel
+from appliance.venues.paper.venue import PaperVenue, instruments_from_dataset
+
+log = logging.getLogger("lyra.app")
+
+REPLAY_FEED = "replay"
+
+
+class Appliance:
+    """Every service of one lyrad, built from ``config``.
+
+    Raises:
+        DatasetNotFound: the paper dataset folder is missing or has no matching candles.
+        apsw.Error: the database cannot be opened.
+    """
+
+    def __init__(self, config: LyraConfig) -> None:
+        self.config = config
+        config.storage.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = Database(config.db_path)
+        self.db.set_synchronous(config.storage.synchronous)
+        self.journal = Journal(self.db)
+        self.wall_clock = LiveClock()
+        self.metrics = Metrics()
+        self.version = __version__
+
+        # market data: the dataset the paper venue replays
+        paper = config.paper
+        files = candles.discover(paper.dataset, timeframe=paper.timeframe, exchanges=paper.exchanges or None,
+                                 symbols=paper.symbols or None)
+        series = [candles.load(f) for f in files]
+        instrument_list: list[Instrument] = instruments_from_dataset(
+            list(zip(files, series)), venue_name=paper.venue, qty_step=paper.qty_step,
+            min_notional_by_quote=paper.min_notional, maker_fee_bps=paper.maker_fee_bps, taker_fee_bps=paper.taker_fee_bps,
+        )
+        self.instruments: dict[InstrumentId, Instrument] = {i.id: i for i in instrument_list}
+        self.feed = ReplayFeed([(i.id, s) for i, s in zip(instrument_list, series)])
+        self.dataset_files = files
+
+        row = self.db.query_one("SELECT last_ts_ns, bars_handled FROM replay_cursor WHERE feed=?", (REPLAY_FEED,))
+        self.cursor_ns, slices_done = (row[0], row[1]) if row else (0, 0)
+        start_ns = self.cursor_ns or (self.feed.first_close_ns - 1 if self.feed.total_slices else 0)
+        self.clock = SimClock(start_ns)
+
+        self.engine = Engine(self.db, self.journal)
+        self.venue = PaperVenue(paper.venue, instrument_list, CandleFillModel(
+            slippage_bps=paper.slippage_bps, max_participation=paper.max_participation, qty_step=paper.qty_step,
+        ), self.db, self.clock)
+        self.venue.set_report_sink(self.engine.post)
+        self.venues = {paper.venue: self.venue}
+
+        self.portfolio = Portfolio(self.db, self.journal, self.clock, self.instruments, config.portfolio.nav_currency)
+        self.oms = OrderManager(self.db, self.journal, self.clock, self.engine, self.venues, self.instruments, self.portfolio)
+        self.portfolio.reserved = self.oms.reserved
+        r = config.risk
+        self.risk = RiskEngine(
+            self.db, self.journal, self.clock, self.portfolio,
+            RiskLimits(r.max_order_notional, r.max_position_notional, r.max_open_orders, r.daily_loss_limit),
+            open_order_count=self.oms.open_order_count,
+            on_halt=lambda reason: self.oms.cancel_all(f"kill switch: {reason}"),
+        )
+        self.oms.risk_check = self.risk.check
+        self.strategies = StrategyManager(self.db, self.journal, self.clock, self.oms, self.portfolio, self.instruments,
+                                          STRATEGY_TYPES, self._history)
+        self.replay = ReplayController(self.feed, self.engine.submit, after_ns=self.cursor_ns, slices_done=slices_done,
+                                       speed=paper.speed)
+        if paper.start == "first_strategy":
+            self.strategies.on_first_start = self.replay.start
+
+        self.metrics.seed_orders(self.db.query("SELECT status, COUNT(*) FROM orders GROUP BY status"),
+                                 self.oms.open_orders.values())
+        self.oms.order_listeners.append(self.metrics.on_order)
+        self.oms.fill_listeners.append(lambda fill, order: self.metrics.fills.labels(fill.instrument.venue, fill.liquidity.value).inc())
+
+        self.engine.register(BarSlice, self._on_slice)
+        for report_type in (OrderAccepted, OrderRejected, OrderCanceled, OrderExpired, OrderFilled):
+            self.engine.register(report_type, self.oms.on_report)
+
+    # -- recovery ---------------------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Bring state back in line before serving (first boot or after a crash). Returns notes.
+
+        One transaction: starting balances on first boot, marks from the last handled bars,
+        reconciliation of non-terminal orders with their venue, and resumption of running strategies.
+        """
+        return self.engine.execute_now(self._recover)
+
+    def _recover(self) -> list[str]:
+        notes: list[str] = []
+        if not self.portfolio.initialized:
+            self.portfolio.initialize(self.config.paper.starting_balances)
+            notes.append("first boot: starting balances " + ", ".join(
+                f"{v} {a}" for a, v in sorted(self.config.paper.starting_balances.items())))
+        for iid in self.instruments:
+            history = self._history(iid, 1)
+            if history:
+                self.portfolio.update_mark(iid, history[-1].close)
+        notes += self.oms.reconcile()
+        if self.risk.kill_switch_engaged and self.oms.open_orders:
+            count = self.oms.cancel_all("kill switch engaged at restart")
+            notes.append(f"kill switch engaged: cancel requested for {count} open orders")
+        resumed = self.strategies.resume_running()
+        if resumed:
+            notes.append("resumed strategies: " + ", ".join(resumed))
+        return notes
+
+    def replay_should_autostart(self) -> bool:
+        """Start the replay at boot when configured so, or when it was already under way."""
+        return (self.config.paper.start == "immediately" or self.cursor_ns > 0 or self.strategies.any_running)
+
+    # -- the bar-slice handler (one transaction per slice) ---------------------------------------------------
+    def _on_slice(self, slice_: BarSlice) -> None:
+        self.clock.advance_to(slice_.close_ns)
+        for bar in slice_.bars:
+            for report in self.venue.on_bar(bar):
+                self.oms.on_report(report)
+            self.portfolio.update_mark(bar.instrument, bar.close)
+        self.risk.on_valuation()
+        self.strategies.on_slice(slice_)
+        self.replay.on_handled(slice_)
+        progress = self.replay.progress()
+        self.db.execute(
+            "INSERT INTO replay_cursor(feed, last_ts_ns, bars_handled) VALUES (?,?,?) "
+            "ON CONFLICT(feed) DO UPDATE SET last_ts_ns=excluded.last_ts_ns, bars_handled=excluded.bars_handled",
+            (REPLAY_FEED, slice_.close_ns, progress.slices_done),
+        )
+        self.metrics.replay_progress.set(progress.ratio)
+        self.metrics.replay_market_time.set(slice_.close_ns / 1e9)
+        self.metrics.engine_messages.inc()
+
+    def _history(self, instrument: InstrumentId, n: int) -> list[Bar]:
+        """The last ``n`` bars of ``instrument`` up to the replay position (for warm-up and marks)."""
+        if n <= 0:
+            return []
+        return self.feed.history(instrument, self.clock.now_ns(), n)
+
+    def close(self) -> None:
+        self.db.close()

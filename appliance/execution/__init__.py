@@ -1,0 +1,1 @@
+"""Execution: the order management system (OMS); later routing and execution algorithms."""

@@ -1,0 +1,1 @@
+"""Portfolio: balances, positions, PnL and NAV, kept from fills (average cost)."""

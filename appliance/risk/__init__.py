@@ -1,0 +1,1 @@
+"""Risk: pre-trade checks, limits, daily-loss circuit breaker, kill switch."""

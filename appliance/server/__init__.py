@@ -1,0 +1,1 @@
+"""The gRPC edge: servicers (protobuf <-> model, one service call each) and interceptors."""
