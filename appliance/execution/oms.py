@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Mapping
 
 from appliance.engine.clock import Clock
 from appliance.engine.engine import Engine
-from appliance.model.errors import NotFoundError, PreconditionError, RiskRejection, ValidationError
+from appliance.model.errors import AlreadyExistsError, NotFoundError, PreconditionError, RiskRejection, ValidationError
 from appliance.model.fill import Fill, Liquidity
 from appliance.model.instrument import Instrument, InstrumentId
 from appliance.model.money import ZERO, dec_str, parse_decimal
@@ -113,15 +113,19 @@ class OrderManager:
     def list(
         self,
         *,
-        after_seq: int = 0,
+        before_seq: int = 0,
         limit: int = 100,
         statuses: Iterable[OrderStatus] = (),
         instrument: InstrumentId | None = None,
         strategy_id: str = "",
         open_only: bool = False,
     ) -> tuple[list[Order], int]:
-        """Orders in submission order after ``after_seq``; returns (orders, last_seq or 0 when exhausted)."""
-        where, params = ["seq > ?"], [after_seq]
+        """Orders newest first, older than ``before_seq`` (0 = from the newest).
+
+        Returns:
+            (orders, seq to pass as ``before_seq`` for the next page, or 0 when exhausted).
+        """
+        where, params = ["seq < ?"], [before_seq or 2**62]
         states = [s.value for s in statuses]
         if open_only:
             states = [s.value for s in OrderStatus if not s.is_terminal and (not states or s.value in states)]
@@ -135,17 +139,21 @@ class OrderManager:
             where.append("strategy_id = ?")
             params.append(strategy_id)
         rows = self.db.query(
-            f"SELECT {_COLUMNS}, seq FROM orders WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", (*params, limit + 1)
+            f"SELECT {_COLUMNS}, seq FROM orders WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?", (*params, limit + 1)
         )
         more = len(rows) > limit
         rows = rows[:limit]
         return [_row_to_order(r[:-1]) for r in rows], (rows[-1][-1] if more else 0)
 
     def list_fills(
-        self, *, after_seq: int = 0, limit: int = 100, client_order_id: str = "", instrument: InstrumentId | None = None
+        self, *, before_seq: int = 0, limit: int = 100, client_order_id: str = "", instrument: InstrumentId | None = None
     ) -> tuple[list[Fill], int]:
-        """Fills in execution order after ``after_seq``; returns (fills, last_seq or 0 when exhausted)."""
-        where, params = ["seq > ?"], [after_seq]
+        """Fills newest first, older than ``before_seq`` (0 = from the newest).
+
+        Returns:
+            (fills, seq to pass as ``before_seq`` for the next page, or 0 when exhausted).
+        """
+        where, params = ["seq < ?"], [before_seq or 2**62]
         if client_order_id:
             where.append("client_order_id = ?")
             params.append(client_order_id)
@@ -154,7 +162,7 @@ class OrderManager:
             params += [instrument.venue, instrument.symbol]
         rows = self.db.query(
             "SELECT fill_id, client_order_id, venue, symbol, side, qty, price, fee, fee_asset, liquidity, ts_ns, seq "
-            f"FROM fills WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", (*params, limit + 1)
+            f"FROM fills WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?", (*params, limit + 1)
         )
         more = len(rows) > limit
         rows = rows[:limit]
@@ -351,7 +359,7 @@ class OrderManager:
         if not 1 <= len(client_order_id) <= 36 or not set(client_order_id) <= _CLIENT_ID_CHARS:
             raise ValidationError("client_order_id", "must be 1-36 characters of A-Z a-z 0-9 - _")
         if self.db.scalar("SELECT 1 FROM orders WHERE client_order_id=?", (client_order_id,)):
-            raise ValidationError("client_order_id", f"{client_order_id!r} is already used")
+            raise AlreadyExistsError(f"client_order_id {client_order_id!r} is already used; an order is never sent twice")
 
     def _insert(self, order: Order, event: str) -> None:
         seq = self.journal.append(order.updated_ns, event, "order", order.client_order_id, _order_payload(order))

@@ -7,7 +7,7 @@ import pytest
 from appliance.engine.clock import SimClock, NS_PER_DAY
 from appliance.engine.engine import Engine
 from appliance.execution.oms import OrderManager, OrderRequest
-from appliance.model.errors import NotFoundError, PreconditionError, ValidationError
+from appliance.model.errors import AlreadyExistsError, NotFoundError, PreconditionError, ValidationError
 from appliance.model.fill import Fill, Liquidity
 from appliance.model.instrument import Instrument, InstrumentId
 from appliance.model.order import OrderSide, OrderStatus, OrderType
@@ -107,7 +107,7 @@ def test_submit_records_pending_before_sending(world):
     (dict(qty="0"), "qty"), (dict(qty="-1"), "qty"), (dict(qty="0.0004"), "qty"),
     (dict(type_=OrderType.LIMIT), "limit_price"), (dict(price="0.05"), "limit_price"),
     (dict(qty="0.001"), "qty"),  # 0.001 * 0.05 = 0.00005 < min_notional 0.0005
-    (dict(cid="bad id!"), "client_order_id"),
+    (dict(cid="bad id!"), "client_order_id"), (dict(cid="x" * 37), "client_order_id"),
 ])
 def test_bad_input_names_the_field_and_records_nothing(world, kwargs, field):
     before = world.journal.last_seq()
@@ -120,7 +120,7 @@ def test_bad_input_names_the_field_and_records_nothing(world, kwargs, field):
 
 def test_duplicate_client_order_id_refused(world):
     world.submit(cid="mine-1")
-    with pytest.raises(ValidationError, match="already used"):
+    with pytest.raises(AlreadyExistsError, match="already used"):
         world.submit(cid="mine-1")
 
 
@@ -154,6 +154,8 @@ def test_limit_rules_each_name_their_rule(tmp_path):
     assert w.submit(qty="0.1").reject_rule == "max_open_orders"
     assert w.submit(side=OrderSide.SELL, qty="5").reject_rule in ("insufficient_balance", "max_open_orders")
     denied = w.db.query("SELECT reject_rule FROM orders WHERE status='REJECTED' ORDER BY seq")
+    listed, _ = w.oms.list(statuses=[OrderStatus.REJECTED])
+    assert [o.reject_rule for o in listed] == [r[0] for r in reversed(denied)]  # newest first
     assert [r[0] for r in denied] == ["max_order_notional", "max_position_notional", "max_open_orders",
                                       denied[-1][0]]
     assert "OrderDenied" in [e.type for e in w.journal.read()]

@@ -35,7 +35,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def Login(self, request, context):
         username = _bounded(request.username, "username")
         password = _bounded(request.password, "password")
-        pair = await self.app.engine.call(self.auth.login, username, password)
+        # Argon2 runs in a worker thread (login_async) so a login never stalls the engine loop;
+        # the session row is written on the loop thread, between engine messages.
+        pair = await self.auth.login_async(username, password)
         return self._pair(pair, auth_pb2.LoginResponse)
 
     async def Refresh(self, request, context):

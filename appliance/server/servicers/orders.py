@@ -71,7 +71,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
         after = cv.decode_page_token("orders", request.page_token)
         statuses = [cv.enum_in(s, cv.STATUS_FROM_PB, "statuses") for s in request.statuses]
         orders, last = await self.app.engine.call(
-            self.oms.list, after_seq=after, limit=cv.page_size(request.page_size), statuses=statuses,
+            self.oms.list, before_seq=after, limit=cv.page_size(request.page_size), statuses=statuses,
             instrument=self._instrument(request.instrument) if request.instrument else None,
             strategy_id=request.strategy_id, open_only=request.open_only,
         )
@@ -81,7 +81,7 @@ class OrderServicer(orders_pb2_grpc.OrderServiceServicer):
     async def ListFills(self, request, context):
         after = cv.decode_page_token("fills", request.page_token)
         fills, last = await self.app.engine.call(
-            self.oms.list_fills, after_seq=after, limit=cv.page_size(request.page_size),
+            self.oms.list_fills, before_seq=after, limit=cv.page_size(request.page_size),
             client_order_id=request.client_order_id,
             instrument=self._instrument(request.instrument) if request.instrument else None,
         )

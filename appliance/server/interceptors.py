@@ -1,0 +1,302 @@
+"""The grpc.aio server interceptor: authentication, RBAC, error mapping and metrics.
+
+For every RPC the server routes, :class:`AuthInterceptor` wraps the method handler (all four
+kinds: unary-unary, unary-stream, stream-unary, stream-stream) so that *inside the call*:
+
+1. the permission the method needs is looked up in
+   :data:`~appliance.security.permissions.METHOD_PERMISSIONS` (a method in no table is denied
+   to everyone: fail closed);
+2. unless the method is public, metadata ``authorization: Bearer <jwt>`` is required and
+   verified with ``authenticator.authenticate`` (``AuthService.authenticate``): JWT, session not
+   revoked, user not disabled. Failure: ``UNAUTHENTICATED`` with a message saying what was
+   wrong (missing, malformed, expired, revoked ...) but never the token;
+3. the caller's role must grant the permission, else ``PERMISSION_DENIED`` naming it;
+4. the :class:`~appliance.security.auth.Principal` is exposed to the servicer through
+   :func:`current_principal` (a ContextVar; grpc.aio runs each RPC in its own asyncio task,
+   so it is per call);
+5. a domain exception raised by the servicer becomes a status via
+   :mod:`appliance.server.errors` (unknown exceptions: ``INTERNAL`` with an error id only);
+6. ``observe(method, code_name, seconds)`` is called once per call (metrics), and
+   ``on_call(CallRecord)`` if given (audit).
+
+Public methods (Login, Refresh, health, reflection) skip 2-4 but still get 5-6.
+
+A servicer may still end a call itself with ``await context.abort(...)`` or
+``context.set_code(...)``; the interceptor passes that through and records the code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
+
+import grpc
+import grpc.aio
+
+from appliance.security.auth import AuthenticationFailed, Principal
+from appliance.security.permissions import (
+    METHOD_PERMISSIONS,
+    PUBLIC,
+    PermissionDenied,
+    UnknownMethod,
+    has_permission,
+    required_permission,
+)
+from appliance.server.errors import abort_mapped, map_exception
+
+log = logging.getLogger(__name__)
+
+AUTHORIZATION_METADATA_KEY = "authorization"
+MISSING_TOKEN_MESSAGE = "missing access token: send metadata 'authorization: Bearer <access_token>'"
+MALFORMED_TOKEN_MESSAGE = "malformed authorization metadata: expected 'Bearer <access_token>'"
+
+_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("lyra_principal", default=None)
+
+
+def current_principal() -> Principal:
+    """The authenticated caller of the RPC being handled.
+
+    Raises:
+        AuthenticationFailed: no principal (a public method, or called outside an RPC);
+            reaching the client it is UNAUTHENTICATED.
+    """
+    principal = _principal.get()
+    if principal is None:
+        raise AuthenticationFailed("this call is not authenticated")
+    return principal
+
+
+def current_principal_or_none() -> Principal | None:
+    """The caller of the RPC being handled, or None (public method / outside an RPC)."""
+    return _principal.get()
+
+
+class Authenticator(Protocol):
+    """What the interceptor needs from :class:`~appliance.security.auth.AuthService`."""
+
+    def authenticate(self, access_token: str) -> Principal:
+        """Raises InvalidToken (or AuthenticationFailed) when the token is not accepted."""
+        ...
+
+
+ObserveHook = Callable[[str, str, float], None]
+"""``observe(method, code_name, seconds)``: method ``"/pkg.Service/Method"``, code name
+``"OK"``/``"UNAUTHENTICATED"``..., wall duration of the call in seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One finished call, for ``on_call`` (audit). No request content, no token.
+
+    Attributes:
+        method: full method name.
+        code_name: final status code name.
+        seconds: duration.
+        permission: the permission required (``"public"`` or ``""`` for an unknown method).
+        principal: the authenticated caller, None when public or authentication failed.
+        error_id: set when an unexpected exception became INTERNAL.
+    """
+
+    method: str
+    code_name: str
+    seconds: float
+    permission: str
+    principal: Principal | None
+    error_id: str | None = None
+
+
+def bearer_token(metadata: Sequence[tuple[str, Any]] | None) -> str:
+    """Extract the token from ``authorization: Bearer <token>`` metadata.
+
+    Raises:
+        AuthenticationFailed: missing or malformed (message never includes the value).
+    """
+    values = [value for key, value in (metadata or ()) if key.lower() == AUTHORIZATION_METADATA_KEY]
+    if not values:
+        raise AuthenticationFailed(MISSING_TOKEN_MESSAGE)
+    if len(values) > 1:
+        raise AuthenticationFailed("more than one authorization metadata entry")
+    value = values[0]
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            raise AuthenticationFailed(MALFORMED_TOKEN_MESSAGE) from None
+    scheme, _, token = value.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise AuthenticationFailed(MALFORMED_TOKEN_MESSAGE)
+    return token
+
+
+class _CallState:
+    __slots__ = ("code", "principal", "permission", "error_id")
+
+    def __init__(self) -> None:
+        self.code: grpc.StatusCode = grpc.StatusCode.OK
+        self.principal: Principal | None = None
+        self.permission: str = ""
+        self.error_id: str | None = None
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Authentication + RBAC + error mapping + metrics for a grpc.aio server.
+
+    Args:
+        authenticator: normally the :class:`~appliance.security.auth.AuthService`.
+        method_permissions: method -> permission table (tests may pass their own).
+        observe: optional metrics hook ``observe(method, code_name, seconds)``.
+        on_call: optional hook given a :class:`CallRecord` per finished call (audit).
+        timer: monotonic seconds for durations (``time.perf_counter``); durations are not
+            domain time, so they do not come from the engine Clock.
+
+    Hooks must be quick and must not raise; an exception from a hook is logged and ignored.
+    """
+
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        *,
+        method_permissions: Mapping[str, str] = METHOD_PERMISSIONS,
+        observe: ObserveHook | None = None,
+        on_call: Callable[[CallRecord], None] | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.authenticator = authenticator
+        self.method_permissions = method_permissions
+        self.observe = observe
+        self.on_call = on_call
+        self.timer = timer
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:  # no such method: gRPC answers UNIMPLEMENTED
+            return None
+        return self._wrap_handler(handler, handler_call_details.method, handler_call_details.invocation_metadata)
+
+    # -- the checks ---------------------------------------------------------------------------
+    def _authorize(self, method: str, metadata: Sequence[tuple[str, Any]] | None, state: _CallState) -> Principal | None:
+        """Steps 1-3. Returns the principal (None for a public method).
+
+        Raises:
+            AuthenticationFailed, InvalidToken: UNAUTHENTICATED.
+            UnknownMethod, PermissionDenied: PERMISSION_DENIED.
+        """
+        try:
+            permission = required_permission(method, self.method_permissions)
+        except UnknownMethod:
+            permission = None
+        state.permission = permission or ""
+        if permission == PUBLIC:
+            return None
+        principal = self.authenticator.authenticate(bearer_token(metadata))
+        state.principal = principal
+        if permission is None:
+            raise UnknownMethod(method)
+        if not has_permission(principal.role, permission):
+            raise PermissionDenied(permission, principal.role)
+        return principal
+
+    # -- wrapping -------------------------------------------------------------------------
+    def _wrap_handler(self, handler: grpc.RpcMethodHandler, method: str, metadata: Any) -> grpc.RpcMethodHandler:
+        kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(self._wrap_streaming(handler.stream_stream, method, metadata), **kwargs)
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(self._wrap_unary(handler.stream_unary, method, metadata), **kwargs)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(self._wrap_streaming(handler.unary_stream, method, metadata), **kwargs)
+        return grpc.unary_unary_rpc_method_handler(self._wrap_unary(handler.unary_unary, method, metadata), **kwargs)
+
+    def _wrap_unary(self, behavior: Callable[..., Any], method: str, metadata: Any) -> Callable[..., Awaitable[Any]]:
+        """For handlers that return one response (or use ``context.write`` and return None)."""
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            state = _CallState()
+            start = self.timer()
+            reset = None
+            try:
+                reset = _principal.set(self._authorize(method, metadata, state))
+                result = behavior(request, context)
+                if inspect.isawaitable(result):
+                    result = await result
+                state.code = context.code() or grpc.StatusCode.OK
+                return result
+            except grpc.aio.AbortError:
+                state.code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except asyncio.CancelledError:
+                state.code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:  # noqa: BLE001 - every error becomes a status
+                await self._abort(context, exc, method, state)
+            finally:
+                _reset(reset)
+                self._finish(method, state, self.timer() - start)
+
+        return call
+
+    def _wrap_streaming(self, behavior: Callable[..., Any], method: str, metadata: Any) -> Callable[..., Any]:
+        """For response-streaming handlers: async generators, or coroutines using ``context.write``."""
+        if not inspect.isasyncgenfunction(behavior):
+            return self._wrap_unary(behavior, method, metadata)
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            state = _CallState()
+            start = self.timer()
+            reset = None
+            try:
+                reset = _principal.set(self._authorize(method, metadata, state))
+                async for response in behavior(request, context):
+                    yield response
+                state.code = context.code() or grpc.StatusCode.OK
+            except grpc.aio.AbortError:
+                state.code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except (asyncio.CancelledError, GeneratorExit):
+                state.code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:  # noqa: BLE001 - every error becomes a status
+                await self._abort(context, exc, method, state)
+            finally:
+                _reset(reset)
+                self._finish(method, state, self.timer() - start)
+
+        return stream
+
+    async def _abort(self, context: grpc.aio.ServicerContext, exc: Exception, method: str, state: _CallState) -> None:
+        mapped = map_exception(exc, method=method)
+        state.code = mapped.code
+        state.error_id = mapped.error_id
+        await abort_mapped(context, mapped)
+
+    def _finish(self, method: str, state: _CallState, seconds: float) -> None:
+        code_name = state.code.name
+        if self.observe is not None:
+            try:
+                self.observe(method, code_name, seconds)
+            except Exception:  # noqa: BLE001 - metrics never break a call
+                log.exception("observe hook failed for %s", method)
+        if self.on_call is not None:
+            try:
+                self.on_call(CallRecord(method, code_name, seconds, state.permission, state.principal, state.error_id))
+            except Exception:  # noqa: BLE001
+                log.exception("on_call hook failed for %s", method)
+
+
+def _reset(token: contextvars.Token | None) -> None:
+    if token is None:
+        return
+    try:
+        _principal.reset(token)
+    except ValueError:  # finalised in another context (e.g. a generator closed by GC): nothing leaks
+        pass

@@ -1,0 +1,653 @@
+"""Synchronous, typed Python client for the Lyra appliance gRPC API.
+
+Return values: every RPC method returns the RPC's protobuf response message unchanged
+(``lyra.v1.*_pb2`` classes, e.g. :class:`Order`, :class:`ListOrdersResponse`). Decimal values
+in them are strings; times are ``google.protobuf.Timestamp``. The ``iter_*`` helpers follow
+page tokens and yield the individual resources. :func:`lyra_client.convert.to_dict` turns any
+of them into JSON-ready dicts.
+
+Errors: every failed call raises :class:`lyra_client.errors.LyraError` or a subclass
+(``Unauthenticated``, ``PermissionDenied``, ``InvalidArgument``, ``FailedPrecondition``,
+``NotFound``, ``AlreadyExists``, ``ResourceExhausted``, ``Unavailable``, ``DeadlineExceeded``);
+invalid arguments detected before the call raise ``ValueError``/``TypeError``.
+
+Authentication: the client sends ``authorization: Bearer <access_token>``. When a call fails
+with UNAUTHENTICATED and a refresh token is known, the client calls ``AuthService.Refresh``
+once, stores the rotated pair, calls ``on_tokens(access, refresh)`` and retries the call once.
+
+Example::
+
+    from lyra_client import LyraClient
+    with LyraClient("127.0.0.1:7443") as c:
+        c.login("alice", "secret")
+        order = c.submit_order("ADA/BTC@paper", "buy", "100", limit_price="0.0000301")
+        for o in c.iter_orders(open_only=True):
+            print(o.client_order_id, o.status)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import field_mask_pb2, timestamp_pb2
+
+from lyra.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
+    common_pb2,
+    marketdata_pb2,
+    marketdata_pb2_grpc,
+    orders_pb2,
+    orders_pb2_grpc,
+    portfolio_pb2,
+    portfolio_pb2_grpc,
+    risk_pb2,
+    risk_pb2_grpc,
+    strategies_pb2,
+    strategies_pb2_grpc,
+)
+
+from .convert import enum_value, to_decimal_str
+from .errors import LyraError, Unauthenticated
+
+DEFAULT_TARGET = "127.0.0.1:7443"
+TokenCallback = Callable[[str, str], None]
+DecimalLike = str | Decimal | int
+TimeLike = _dt.datetime | timestamp_pb2.Timestamp | int
+
+_T = TypeVar("_T")
+
+#: RiskLimits fields that :meth:`LyraClient.update_risk_limits` accepts as keywords.
+RISK_LIMIT_FIELDS = tuple(f.name for f in risk_pb2.RiskLimits.DESCRIPTOR.fields)
+
+
+def _client_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("lyra")
+    except Exception:  # pragma: no cover - not installed
+        return "0+unknown"
+
+
+def _timestamp(value: TimeLike | None, *, field: str) -> timestamp_pb2.Timestamp | None:
+    """Timestamp from an aware datetime (naive = UTC), a Timestamp, or int ns since epoch."""
+    if value is None:
+        return None
+    if isinstance(value, timestamp_pb2.Timestamp):
+        return value
+    ts = timestamp_pb2.Timestamp()
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.timezone.utc)
+        ts.FromDatetime(value.astimezone(_dt.timezone.utc))
+        return ts
+    if isinstance(value, int) and not isinstance(value, bool):
+        ts.FromNanoseconds(value)
+        return ts
+    raise TypeError(f"{field}: expected datetime, Timestamp or int nanoseconds, got {type(value).__name__}")
+
+
+class LyraClient:
+    """Blocking client for every lyra.v1 service.
+
+    Parameters:
+        target: ``host:port`` of the appliance (default ``127.0.0.1:7443``).
+        access_token: JWT to send as bearer token, if already logged in.
+        refresh_token: refresh token used to renew an expired access token.
+        on_tokens: called as ``on_tokens(access_token, refresh_token)`` whenever the client's
+            token pair changes (after :meth:`login` and after every automatic or explicit
+            refresh) so callers can persist the rotated pair. Not called by :meth:`logout`.
+        timeout: deadline in seconds for unary calls (streams have no deadline).
+        credentials: ``grpc.ChannelCredentials`` for TLS/mTLS; ``None`` = plaintext channel
+            (the appliance listens on 127.0.0.1 by default; remote access goes through TLS or
+            a tunnel).
+        channel: an existing ``grpc.Channel`` to use instead of creating one (then ``target``
+            and ``credentials`` are ignored and :meth:`close` does not close it).
+
+    Thread safety: one client may be shared by threads; refreshes are serialised.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        access_token: str | None = None,
+        refresh_token: str | None = None,
+        on_tokens: TokenCallback | None = None,
+        timeout: float | None = 10.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._access_token = access_token or None
+        self._refresh_token = refresh_token or None
+        self._on_tokens = on_tokens
+        self._lock = threading.Lock()
+        self._owns_channel = channel is None
+        if channel is None:
+            options = [("grpc.primary_user_agent", f"lyra-python/{_client_version()}")]
+            if credentials is not None:
+                channel = grpc.secure_channel(target, credentials, options=options)
+            else:
+                channel = grpc.insecure_channel(target, options=options)
+        self._channel = channel
+        self._auth = auth_pb2_grpc.AuthServiceStub(channel)
+        self._orders = orders_pb2_grpc.OrderServiceStub(channel)
+        self._portfolio = portfolio_pb2_grpc.PortfolioServiceStub(channel)
+        self._strategies = strategies_pb2_grpc.StrategyServiceStub(channel)
+        self._risk = risk_pb2_grpc.RiskServiceStub(channel)
+        self._marketdata = marketdata_pb2_grpc.MarketDataServiceStub(channel)
+        self._admin = admin_pb2_grpc.AdminServiceStub(channel)
+
+    # ------------------------------------------------------------------ lifecycle / tokens
+
+    def close(self) -> None:
+        """Close the channel (if this client created it)."""
+        if self._owns_channel:
+            self._channel.close()
+
+    def __enter__(self) -> "LyraClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def access_token(self) -> str | None:
+        """Current access token (JWT), or ``None``."""
+        return self._access_token
+
+    @property
+    def refresh_token(self) -> str | None:
+        """Current refresh token, or ``None``."""
+        return self._refresh_token
+
+    def set_tokens(self, access_token: str | None, refresh_token: str | None) -> None:
+        """Replace the token pair (does not call ``on_tokens``)."""
+        with self._lock:
+            self._access_token = access_token or None
+            self._refresh_token = refresh_token or None
+
+    def _metadata(self, token: str | None) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {token}")] if token else []
+
+    def _store_tokens(self, access: str, refresh: str) -> None:
+        self._access_token = access or None
+        self._refresh_token = refresh or None
+        if self._on_tokens is not None:
+            self._on_tokens(access, refresh)
+
+    def _refresh_after_failure(self, failed_with: str | None) -> bool:
+        """Refresh once for a call that failed with token ``failed_with``.
+
+        Returns True if the caller should retry (a new access token is available).
+        Raises the Refresh RPC's LyraError if the refresh itself fails.
+        """
+        with self._lock:
+            if self._access_token and self._access_token != failed_with:
+                return True  # another thread already refreshed
+            if not self._refresh_token:
+                return False
+            try:
+                resp = self._auth.Refresh(
+                    auth_pb2.RefreshRequest(refresh_token=self._refresh_token), timeout=self.timeout
+                )
+            except grpc.RpcError as err:
+                raise LyraError.from_rpc_error(err) from err
+            self._store_tokens(resp.access_token, resp.refresh_token)
+            return True
+
+    def _call(self, method: Callable[..., _T], request: Any, *, auth: bool = True) -> _T:
+        token = self._access_token if auth else None
+        try:
+            return method(request, timeout=self.timeout, metadata=self._metadata(token))
+        except grpc.RpcError as err:
+            if not (auth and err.code() == grpc.StatusCode.UNAUTHENTICATED and self._refresh_after_failure(token)):
+                raise LyraError.from_rpc_error(err) from err
+        try:
+            return method(request, timeout=self.timeout, metadata=self._metadata(self._access_token))
+        except grpc.RpcError as err:
+            raise LyraError.from_rpc_error(err) from err
+
+    def _paginate(self, fetch: Callable[[str], Any], items_field: str, limit: int | None) -> Iterator[Any]:
+        token = ""
+        seen: set[str] = set()
+        count = 0
+        while True:
+            page = fetch(token)
+            for item in getattr(page, items_field):
+                if limit is not None and count >= limit:
+                    return
+                yield item
+                count += 1
+            token = page.next_page_token
+            if not token or (limit is not None and count >= limit):
+                return
+            if token in seen:
+                raise LyraError(grpc.StatusCode.INTERNAL, f"server repeated page token {token!r}")
+            seen.add(token)
+
+    # ------------------------------------------------------------------ AuthService
+
+    def login(self, username: str, password: str, totp_code: str = "") -> auth_pb2.LoginResponse:
+        """Log in; stores the returned token pair in the client and calls ``on_tokens``.
+
+        Returns: ``LoginResponse`` (access_token, refresh_token, access_expires_at, role, username).
+        Raises: ``Unauthenticated`` for bad credentials.
+        """
+        resp = self._call(
+            self._auth.Login,
+            auth_pb2.LoginRequest(username=username, password=password, totp_code=totp_code or ""),
+            auth=False,
+        )
+        with self._lock:
+            self._store_tokens(resp.access_token, resp.refresh_token)
+        return resp
+
+    def refresh(self) -> auth_pb2.RefreshResponse:
+        """Rotate the token pair now; stores it and calls ``on_tokens``.
+
+        Raises: ``Unauthenticated`` if there is no refresh token or it was revoked/reused.
+        """
+        if not self._refresh_token:
+            raise Unauthenticated(grpc.StatusCode.UNAUTHENTICATED, "no refresh token; log in first")
+        with self._lock:
+            try:
+                resp = self._auth.Refresh(
+                    auth_pb2.RefreshRequest(refresh_token=self._refresh_token), timeout=self.timeout
+                )
+            except grpc.RpcError as err:
+                raise LyraError.from_rpc_error(err) from err
+            self._store_tokens(resp.access_token, resp.refresh_token)
+        return resp
+
+    def logout(self) -> auth_pb2.LogoutResponse:
+        """Revoke the session of the current refresh token and forget both tokens locally
+        (even if the server call fails, in which case its error is raised afterwards)."""
+        token = self._access_token
+        try:
+            try:
+                return self._auth.Logout(
+                    auth_pb2.LogoutRequest(refresh_token=self._refresh_token or ""),
+                    timeout=self.timeout,
+                    metadata=self._metadata(token),
+                )
+            except grpc.RpcError as err:
+                # Logout needs a valid access token: refresh once (rotating the refresh
+                # token) and revoke the session with the new refresh token.
+                if not (err.code() == grpc.StatusCode.UNAUTHENTICATED and self._refresh_after_failure(token)):
+                    raise LyraError.from_rpc_error(err) from err
+            try:
+                return self._auth.Logout(
+                    auth_pb2.LogoutRequest(refresh_token=self._refresh_token or ""),
+                    timeout=self.timeout,
+                    metadata=self._metadata(self._access_token),
+                )
+            except grpc.RpcError as err:
+                raise LyraError.from_rpc_error(err) from err
+        finally:
+            self.set_tokens(None, None)
+
+    def whoami(self) -> auth_pb2.WhoAmIResponse:
+        """Identity of the caller: username, role, permissions."""
+        return self._call(self._auth.WhoAmI, auth_pb2.WhoAmIRequest())
+
+    # ------------------------------------------------------------------ OrderService
+
+    def submit_order(
+        self,
+        instrument: str,
+        side: str | int,
+        qty: DecimalLike,
+        *,
+        order_type: str | int | None = None,
+        limit_price: DecimalLike | None = None,
+        client_order_id: str | None = None,
+        strategy_id: str | None = None,
+    ) -> orders_pb2.Order:
+        """Submit an order through the risk engine.
+
+        Parameters:
+            instrument: ``"SYMBOL@VENUE"``, e.g. ``"ADA/BTC@paper"``.
+            side: ``"buy"``/``"sell"`` (any case) or a ``Side`` enum value.
+            qty: quantity in base units (str/Decimal/int; floats are refused).
+            order_type: ``"market"``/``"limit"`` or ``OrderType``; default: limit if
+                ``limit_price`` is given, else market.
+            limit_price: quote per base; required for limit orders.
+            client_order_id: optional idempotency id; the server generates one if omitted.
+            strategy_id: optional owning strategy (default ``"manual"`` server-side).
+
+        Returns: the ``Order`` as recorded.
+        Raises: ``ValueError``/``TypeError`` for bad arguments (before any call);
+            ``InvalidArgument``; ``FailedPrecondition`` for risk rejections (see
+            ``err.reject_rule``) or a halted system; ``AlreadyExists`` for a reused id.
+        """
+        side_v = enum_value(common_pb2.Side.DESCRIPTOR, side, field="side")
+        if order_type is None:
+            order_type = "limit" if limit_price not in (None, "") else "market"
+        type_v = enum_value(orders_pb2.OrderType.DESCRIPTOR, order_type, field="type")
+        price = to_decimal_str(limit_price, field="limit_price", allow_empty=True)
+        if type_v == orders_pb2.ORDER_TYPE_LIMIT and not price:
+            raise ValueError("limit_price: required for limit orders")
+        if type_v == orders_pb2.ORDER_TYPE_MARKET and price:
+            raise ValueError("limit_price: must be empty for market orders")
+        request = orders_pb2.SubmitOrderRequest(
+            instrument=instrument,
+            side=side_v,
+            type=type_v,
+            qty=to_decimal_str(qty, field="qty"),
+            limit_price=price,
+            client_order_id=client_order_id or "",
+            strategy_id=strategy_id or "",
+        )
+        return self._call(self._orders.SubmitOrder, request)
+
+    def cancel_order(self, client_order_id: str) -> orders_pb2.Order:
+        """Request cancelation; returns the order. Raises ``NotFound``, ``FailedPrecondition``."""
+        return self._call(self._orders.CancelOrder, orders_pb2.CancelOrderRequest(client_order_id=client_order_id))
+
+    def get_order(self, client_order_id: str) -> orders_pb2.Order:
+        """Fetch one order by client order id. Raises ``NotFound``."""
+        return self._call(self._orders.GetOrder, orders_pb2.GetOrderRequest(client_order_id=client_order_id))
+
+    def _orders_request(
+        self,
+        page_size: int,
+        page_token: str,
+        statuses: Iterable[str | int],
+        instrument: str,
+        strategy_id: str,
+        open_only: bool,
+    ) -> orders_pb2.ListOrdersRequest:
+        return orders_pb2.ListOrdersRequest(
+            page_size=page_size,
+            page_token=page_token,
+            statuses=[enum_value(orders_pb2.OrderStatus.DESCRIPTOR, s, field="statuses") for s in statuses],
+            instrument=instrument,
+            strategy_id=strategy_id,
+            open_only=open_only,
+        )
+
+    def list_orders(
+        self,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        statuses: Iterable[str | int] = (),
+        instrument: str = "",
+        strategy_id: str = "",
+        open_only: bool = False,
+    ) -> orders_pb2.ListOrdersResponse:
+        """One page of orders, newest first. ``statuses`` takes names like ``"open"``,
+        ``"filled"`` or ``OrderStatus`` values. Returns ``ListOrdersResponse``."""
+        req = self._orders_request(page_size, page_token, statuses, instrument, strategy_id, open_only)
+        return self._call(self._orders.ListOrders, req)
+
+    def iter_orders(
+        self,
+        *,
+        page_size: int = 100,
+        limit: int | None = None,
+        statuses: Iterable[str | int] = (),
+        instrument: str = "",
+        strategy_id: str = "",
+        open_only: bool = False,
+    ) -> Iterator[orders_pb2.Order]:
+        """Yield orders across pages (following ``next_page_token``), at most ``limit``."""
+        statuses = list(statuses)
+
+        def fetch(token: str) -> orders_pb2.ListOrdersResponse:
+            req = self._orders_request(page_size, token, statuses, instrument, strategy_id, open_only)
+            return self._call(self._orders.ListOrders, req)
+
+        return self._paginate(fetch, "orders", limit)
+
+    def list_fills(
+        self, *, page_size: int = 0, page_token: str = "", client_order_id: str = "", instrument: str = ""
+    ) -> orders_pb2.ListFillsResponse:
+        """One page of fills, newest first. Returns ``ListFillsResponse``."""
+        req = orders_pb2.ListFillsRequest(
+            page_size=page_size, page_token=page_token, client_order_id=client_order_id, instrument=instrument
+        )
+        return self._call(self._orders.ListFills, req)
+
+    def iter_fills(
+        self, *, page_size: int = 100, limit: int | None = None, client_order_id: str = "", instrument: str = ""
+    ) -> Iterator[orders_pb2.Fill]:
+        """Yield fills across pages, at most ``limit``."""
+
+        def fetch(token: str) -> orders_pb2.ListFillsResponse:
+            return self.list_fills(
+                page_size=page_size, page_token=token, client_order_id=client_order_id, instrument=instrument
+            )
+
+        return self._paginate(fetch, "fills", limit)
+
+    def stream_order_events(
+        self, *, instrument: str = "", strategy_id: str = "", client_order_id: str = ""
+    ) -> Iterator[orders_pb2.OrderEvent]:
+        """Yield ``OrderEvent`` messages (seq, type, order, fill, time) as they happen.
+
+        The stream has no deadline; closing the generator (or leaving a ``for`` loop early)
+        cancels the RPC. An UNAUTHENTICATED failure before the first event triggers one
+        refresh-and-retry. Raises ``LyraError`` subclasses for failures.
+        """
+        request = orders_pb2.StreamOrderEventsRequest(
+            instrument=instrument, strategy_id=strategy_id, client_order_id=client_order_id
+        )
+        return self._stream(self._orders.StreamOrderEvents, request)
+
+    def _stream(self, method: Callable[..., Any], request: Any) -> Iterator[Any]:
+        retried = False
+        while True:
+            token = self._access_token
+            call = method(request, metadata=self._metadata(token))
+            received = False
+            try:
+                for item in call:
+                    received = True
+                    yield item
+                return
+            except grpc.RpcError as err:
+                if (
+                    not received
+                    and not retried
+                    and err.code() == grpc.StatusCode.UNAUTHENTICATED
+                    and self._refresh_after_failure(token)
+                ):
+                    retried = True
+                    continue
+                raise LyraError.from_rpc_error(err) from err
+            finally:
+                call.cancel()
+
+    # ------------------------------------------------------------------ PortfolioService
+
+    def list_balances(self, venue: str = "") -> portfolio_pb2.ListBalancesResponse:
+        """Balances (asset, total, reserved, free, venue), optionally of one venue."""
+        return self._call(self._portfolio.ListBalances, portfolio_pb2.ListBalancesRequest(venue=venue))
+
+    def list_positions(self, instrument: str = "", *, include_flat: bool = False) -> portfolio_pb2.ListPositionsResponse:
+        """Positions (qty signed, avg/mark price, PnL, fees, notional in quote currency)."""
+        req = portfolio_pb2.ListPositionsRequest(instrument=instrument, include_flat=include_flat)
+        return self._call(self._portfolio.ListPositions, req)
+
+    def get_pnl(self) -> portfolio_pb2.Pnl:
+        """Portfolio PnL and NAV in ``nav_currency`` with per-instrument breakdown."""
+        return self._call(self._portfolio.GetPnl, portfolio_pb2.GetPnlRequest())
+
+    # ------------------------------------------------------------------ StrategyService
+
+    def list_strategy_types(self) -> strategies_pb2.ListStrategyTypesResponse:
+        """Available strategy types with their parameters."""
+        return self._call(self._strategies.ListStrategyTypes, strategies_pb2.ListStrategyTypesRequest())
+
+    def create_strategy(
+        self,
+        strategy_type: str,
+        instruments: Iterable[str],
+        params: Mapping[str, Any] | None = None,
+        *,
+        strategy_id: str | None = None,
+    ) -> strategies_pb2.Strategy:
+        """Create a strategy instance (status CREATED). Param values are sent as text
+        (``str(value)``; floats refused). Raises ``InvalidArgument``, ``AlreadyExists``."""
+        text_params: dict[str, str] = {}
+        for key, value in (params or {}).items():
+            if isinstance(value, float):
+                raise TypeError(f"params.{key}: pass decimals as str or Decimal, not float")
+            text_params[str(key)] = str(value).lower() if isinstance(value, bool) else str(value)
+        req = strategies_pb2.CreateStrategyRequest(
+            type=strategy_type, strategy_id=strategy_id or "", instruments=list(instruments), params=text_params
+        )
+        return self._call(self._strategies.CreateStrategy, req)
+
+    def start_strategy(self, strategy_id: str) -> strategies_pb2.Strategy:
+        """Start a strategy. Raises ``NotFound``, ``FailedPrecondition``."""
+        return self._call(self._strategies.StartStrategy, strategies_pb2.StartStrategyRequest(strategy_id=strategy_id))
+
+    def stop_strategy(self, strategy_id: str) -> strategies_pb2.Strategy:
+        """Stop a strategy. Raises ``NotFound``, ``FailedPrecondition``."""
+        return self._call(self._strategies.StopStrategy, strategies_pb2.StopStrategyRequest(strategy_id=strategy_id))
+
+    def get_strategy(self, strategy_id: str) -> strategies_pb2.Strategy:
+        """Fetch one strategy. Raises ``NotFound``."""
+        return self._call(self._strategies.GetStrategy, strategies_pb2.GetStrategyRequest(strategy_id=strategy_id))
+
+    def list_strategies(self, *, page_size: int = 0, page_token: str = "") -> strategies_pb2.ListStrategiesResponse:
+        """One page of strategies."""
+        req = strategies_pb2.ListStrategiesRequest(page_size=page_size, page_token=page_token)
+        return self._call(self._strategies.ListStrategies, req)
+
+    def iter_strategies(self, *, page_size: int = 100) -> Iterator[strategies_pb2.Strategy]:
+        """Yield all strategies across pages."""
+        return self._paginate(
+            lambda token: self.list_strategies(page_size=page_size, page_token=token), "strategies", None
+        )
+
+    # ------------------------------------------------------------------ RiskService
+
+    def get_risk_limits(self) -> risk_pb2.RiskLimits:
+        """Current risk limits (decimal strings in ``currency``; max_open_orders int)."""
+        return self._call(self._risk.GetRiskLimits, risk_pb2.GetRiskLimitsRequest())
+
+    def update_risk_limits(
+        self,
+        limits: risk_pb2.RiskLimits | None = None,
+        update_mask: Iterable[str] | None = None,
+        **fields: Any,
+    ) -> risk_pb2.RiskLimits:
+        """Update some risk limits; returns the limits after the update.
+
+        Either pass ``limits`` + ``update_mask`` (field names), or keywords, e.g.
+        ``update_risk_limits(max_order_notional="0.5", max_open_orders=20)`` which sets
+        exactly those fields. Raises ``ValueError`` for unknown fields, ``InvalidArgument``.
+        """
+        msg = risk_pb2.RiskLimits()
+        if limits is not None:
+            msg.CopyFrom(limits)
+        paths = list(update_mask or [])
+        for name, value in fields.items():
+            if name not in RISK_LIMIT_FIELDS:
+                raise ValueError(f"{name}: not a risk limit (choose from {', '.join(RISK_LIMIT_FIELDS)})")
+            if name == "max_open_orders":
+                try:
+                    setattr(msg, name, int(value))
+                except (TypeError, ValueError):
+                    raise ValueError(f"max_open_orders: not an integer: {value!r}") from None
+            elif name == "currency":
+                setattr(msg, name, str(value))
+            else:
+                setattr(msg, name, to_decimal_str(value, field=name))
+            if name not in paths:
+                paths.append(name)
+        for path in paths:
+            if path not in RISK_LIMIT_FIELDS:
+                raise ValueError(f"update_mask: unknown field {path!r}")
+        req = risk_pb2.UpdateRiskLimitsRequest(limits=msg, update_mask=field_mask_pb2.FieldMask(paths=paths))
+        return self._call(self._risk.UpdateRiskLimits, req)
+
+    def get_risk_status(self) -> risk_pb2.RiskStatus:
+        """Trading state, kill switch, circuit breaker, daily PnL."""
+        return self._call(self._risk.GetRiskStatus, risk_pb2.GetRiskStatusRequest())
+
+    def engage_kill_switch(self, reason: str) -> risk_pb2.RiskStatus:
+        """Halt trading (new orders rejected, open orders canceled). ``reason`` is audited."""
+        return self._call(self._risk.EngageKillSwitch, risk_pb2.EngageKillSwitchRequest(reason=reason))
+
+    def release_kill_switch(self, reason: str) -> risk_pb2.RiskStatus:
+        """Release the kill switch. ``reason`` is audited."""
+        return self._call(self._risk.ReleaseKillSwitch, risk_pb2.ReleaseKillSwitchRequest(reason=reason))
+
+    def reset_circuit_breaker(self, reason: str) -> risk_pb2.RiskStatus:
+        """Reset a tripped circuit breaker. ``reason`` is audited."""
+        return self._call(self._risk.ResetCircuitBreaker, risk_pb2.ResetCircuitBreakerRequest(reason=reason))
+
+    # ------------------------------------------------------------------ MarketDataService
+
+    def list_instruments(
+        self, venue: str = "", *, page_size: int = 0, page_token: str = ""
+    ) -> marketdata_pb2.ListInstrumentsResponse:
+        """One page of instruments (precision, minimums, fees in bps)."""
+        req = marketdata_pb2.ListInstrumentsRequest(venue=venue, page_size=page_size, page_token=page_token)
+        return self._call(self._marketdata.ListInstruments, req)
+
+    def iter_instruments(self, venue: str = "", *, page_size: int = 500) -> Iterator[marketdata_pb2.Instrument]:
+        """Yield all instruments across pages."""
+        return self._paginate(
+            lambda token: self.list_instruments(venue, page_size=page_size, page_token=token), "instruments", None
+        )
+
+    def get_candles(
+        self,
+        instrument: str,
+        *,
+        start_time: TimeLike | None = None,
+        end_time: TimeLike | None = None,
+        limit: int = 0,
+        interval: str = "",
+    ) -> marketdata_pb2.GetCandlesResponse:
+        """Candles of ``instrument`` ordered by open_time ascending.
+
+        ``start_time`` (inclusive) / ``end_time`` (exclusive) accept aware datetimes (naive =
+        UTC), Timestamps or int nanoseconds. ``limit`` 0 = server default. Raises ``NotFound``.
+        """
+        req = marketdata_pb2.GetCandlesRequest(instrument=instrument, limit=limit, interval=interval)
+        start = _timestamp(start_time, field="start_time")
+        end = _timestamp(end_time, field="end_time")
+        if start is not None:
+            req.start_time.CopyFrom(start)
+        if end is not None:
+            req.end_time.CopyFrom(end)
+        return self._call(self._marketdata.GetCandles, req)
+
+    # ------------------------------------------------------------------ AdminService
+
+    def get_version(self) -> admin_pb2.GetVersionResponse:
+        """Server version and database schema version."""
+        return self._call(self._admin.GetVersion, admin_pb2.GetVersionRequest())
+
+    def get_status(self) -> admin_pb2.GetStatusResponse:
+        """Server state, uptime, mode, clock time, journal seq, replay progress."""
+        return self._call(self._admin.GetStatus, admin_pb2.GetStatusRequest())
+
+    def get_replay_progress(self) -> admin_pb2.ReplayProgress:
+        """Replay state and progress."""
+        return self._call(self._admin.GetReplayProgress, admin_pb2.GetReplayProgressRequest())
+
+    def start_replay(self) -> admin_pb2.ReplayProgress:
+        """Start or resume the replay. Raises ``FailedPrecondition`` outside replay mode."""
+        return self._call(self._admin.StartReplay, admin_pb2.StartReplayRequest())
+
+    def pause_replay(self) -> admin_pb2.ReplayProgress:
+        """Pause the replay. Raises ``FailedPrecondition`` outside replay mode."""
+        return self._call(self._admin.PauseReplay, admin_pb2.PauseReplayRequest())
