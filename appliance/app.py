@@ -10,7 +10,7 @@ import logging
 from decimal import Decimal
 from pathlib import Path
 
-from appliance import __version__
+from appliance import __version__, kernels
 from appliance.config import LyraConfig
 from appliance.engine.clock import LiveClock, SimClock
 from appliance.engine.engine import Engine
@@ -47,6 +47,8 @@ class Appliance:
     def __init__(self, config: LyraConfig) -> None:
         self.config = config
         config.storage.data_dir.mkdir(parents=True, exist_ok=True)
+        # compile (or load from the numba cache) every kernel now, not on the first tick
+        kernels.warm_up()
         self.db = Database(config.db_path)
         self.db.set_synchronous(config.storage.synchronous)
         self.journal = Journal(self.db)

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
-import pydantic
-
 from appliance.engine.clock import Clock
 from appliance.marketdata.bar import Bar, BarSlice
 from appliance.model.errors import AlreadyExistsError, NotFoundError, PreconditionError, ValidationError
@@ -34,6 +32,7 @@ from appliance.portfolio.service import Portfolio
 from appliance.store.db import Database
 from appliance.store.journal import Journal
 from appliance.strategies.base import Strategy
+from appliance.strategies.registry import parse_params
 
 log = logging.getLogger("lyra.strategies")
 
@@ -267,19 +266,13 @@ class StrategyManager:
 
     @staticmethod
     def _validate_params(cls: type[Strategy], params: Mapping[str, str]) -> dict[str, Any]:
-        try:
-            model = cls.Params.model_validate(dict(params))
-        except pydantic.ValidationError as exc:
-            first = exc.errors()[0]
-            name = ".".join(str(p) for p in first["loc"]) or "params"
-            raise ValidationError(f"params.{name}", first["msg"]) from None
-        return json.loads(model.model_dump_json())
+        return json.loads(parse_params(cls, params).model_dump_json())
 
     def _activate(self, record: StrategyRecord) -> None:
         cls = self.types.get(record.type)
         if cls is None:
             raise PreconditionError(f"strategy type {record.type!r} is not available in this build")
-        params = cls.Params.model_validate(record.params)
+        params = parse_params(cls, record.params)
         instance = cls(_Context(self, record.strategy_id), record.instruments, params, record.state)
         for iid in record.instruments:
             for bar in self.history(iid, instance.warmup_bars()):
