@@ -104,6 +104,9 @@ class Appliance:
         self.oms.order_listeners.append(self.metrics.on_order)
         self.oms.fill_listeners.append(lambda fill, order: self.metrics.fills.labels(fill.instrument.venue, fill.liquidity.value).inc())
 
+        self.metrics.kill_switch.set(1 if self.risk.kill_switch_engaged else 0)
+        self.journal.subscribe(self._metrics_from_journal)
+
         self.engine.register(BarSlice, self._on_slice)
         for report_type in (OrderAccepted, OrderRejected, OrderCanceled, OrderExpired, OrderFilled):
             self.engine.register(report_type, self.oms.on_report)
@@ -147,7 +150,9 @@ class Appliance:
             for report in self.venue.on_bar(bar):
                 self.oms.on_report(report)
             self.portfolio.update_mark(bar.instrument, bar.close)
-        self.risk.on_valuation()
+        nav = self.risk.on_valuation()
+        if nav is not None:
+            self.metrics.nav.labels(self.portfolio.nav_currency).set(float(nav))
         self.strategies.on_slice(slice_)
         self.replay.on_handled(slice_)
         progress = self.replay.progress()
@@ -157,8 +162,16 @@ class Appliance:
             (REPLAY_FEED, slice_.close_ns, progress.slices_done),
         )
         self.metrics.replay_progress.set(progress.ratio)
+        self.metrics.replay_lag.set(progress.lag_s)
         self.metrics.replay_market_time.set(slice_.close_ns / 1e9)
         self.metrics.engine_messages.inc()
+
+    def _metrics_from_journal(self, entry) -> None:
+        """Post-commit: gauges that follow journaled state changes."""
+        if entry.type == "KillSwitchEngaged":
+            self.metrics.kill_switch.set(1)
+        elif entry.type == "KillSwitchReleased":
+            self.metrics.kill_switch.set(0)
 
     def _history(self, instrument: InstrumentId, n: int) -> list[Bar]:
         """The last ``n`` bars of ``instrument`` up to the replay position (for warm-up and marks)."""

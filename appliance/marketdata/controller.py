@@ -112,9 +112,21 @@ class ReplayController:
     def set_lag(self, lag_s: float) -> None:
         self._lag = lag_s
 
+    def _track_lag(self, delivered: int, total: int, close_ns: int) -> None:
+        """Wall seconds behind the schedule "market time advances at ``speed`` x real time"."""
+        if not self.speed:
+            return
+        now = asyncio.get_running_loop().time()
+        if self._schedule_origin is None:
+            self._schedule_origin = (now, close_ns)
+            return
+        wall0, market0 = self._schedule_origin
+        self._lag = max(0.0, (now - wall0) - (close_ns - market0) / 1e9 / self.speed)
+
     async def _run(self) -> None:
+        self._schedule_origin: tuple[float, int] | None = None
         try:
-            await self.feed.run(self.deliver, after_ns=self.after_ns, speed=self.speed or None)
+            await self.feed.run(self.deliver, after_ns=self.after_ns, speed=self.speed or None, on_progress=self._track_lag)
         except asyncio.CancelledError:
             raise
         except Exception:

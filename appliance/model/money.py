@@ -6,9 +6,21 @@ is a bug at the boundary that produced it. Kernel outputs are converted with :fu
 
 from __future__ import annotations
 
+import decimal
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal, InvalidOperation, localcontext
 
 from appliance.model.errors import ValidationError
+
+# Lyra computes money with 50 significant digits. Python's default of 28 silently rounds sums
+# such as a 7-digit balance carried to 20 decimals (qty 1e-8 x price 1e-8 x fee bps); 50 keeps
+# every sum, product and fee of realistic sizes exact. Set for this thread (and, through
+# DefaultContext, for threads started later) when the model is first imported.
+MONEY_PRECISION = 50
+decimal.DefaultContext.prec = MONEY_PRECISION
+decimal.getcontext().prec = MONEY_PRECISION
+
+AVG_PRICE_QUANTUM = Decimal("1e-18")
+"""Average prices (a quotient, not exact in decimal) are rounded half-even to 18 decimals."""
 
 ZERO = Decimal(0)
 ONE = Decimal(1)

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from appliance.model.errors import IllegalTransitionError, ValidationError
 from appliance.model.instrument import InstrumentId
-from appliance.model.money import ZERO
+from appliance.model.money import AVG_PRICE_QUANTUM, ZERO
 
 
 class OrderSide(str, enum.Enum):
@@ -70,7 +70,7 @@ class Order:
         limit_price: limit price (quote per base), ``None`` for market orders.
         status: current state.
         filled_qty: cumulative filled quantity (base).
-        avg_fill_price: volume-weighted fill price (quote per base), 0 before any fill.
+        avg_fill_price: volume-weighted fill price (quote per base, rounded to 18 decimals), 0 before any fill.
         fees: cumulative fees (in ``fee_asset``).
         strategy_id: the strategy that placed it, or ``"manual"`` for operator orders.
         venue_order_id: the venue's id once acknowledged.
@@ -130,7 +130,7 @@ class Order:
         if qty > self.leaves_qty:
             raise ValidationError("fill.qty", f"{qty} exceeds leaves_qty {self.leaves_qty} of {self.client_order_id}")
         filled = self.filled_qty + qty
-        avg = (self.avg_fill_price * self.filled_qty + price * qty) / filled
+        avg = ((self.avg_fill_price * self.filled_qty + price * qty) / filled).quantize(AVG_PRICE_QUANTUM)
         to = OrderStatus.FILLED if filled == self.qty else OrderStatus.PARTIALLY_FILLED
         return self.transition(
             to, now_ns, filled_qty=filled, avg_fill_price=avg, fees=self.fees + fee, fee_asset=fee_asset or self.fee_asset

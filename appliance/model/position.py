@@ -1,7 +1,7 @@
 """Positions and balances under average-cost accounting. Pure functions of fills.
 
 Average cost (weighted average price, WAC), as used by most exchanges' position screens:
-adding to a position re-averages the entry price; reducing realizes
+adding to a position re-averages the entry price (rounded to 18 decimals); reducing realizes
 ``closed_qty * (exit_price - avg_price) * direction``; a reduction past zero opens the other
 side at the fill price. Fees are kept apart from realized PnL so both can be shown; the net
 figure is ``realized_pnl - fees`` when fees are charged in the quote asset.
@@ -15,7 +15,7 @@ from typing import Iterable, Mapping
 
 from appliance.model.fill import Fill
 from appliance.model.instrument import InstrumentId
-from appliance.model.money import ZERO
+from appliance.model.money import AVG_PRICE_QUANTUM, ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ class Position:
         realized = self.realized_pnl
         if q == 0 or (q > 0) == (d > 0):
             new_q = q + d
-            new_a = (a * abs(q) + p * abs(d)) / abs(new_q)
+            new_a = ((a * abs(q) + p * abs(d)) / abs(new_q)).quantize(AVG_PRICE_QUANTUM)
         else:
             closed = min(abs(d), abs(q))
             direction = 1 if q > 0 else -1

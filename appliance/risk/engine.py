@@ -227,11 +227,15 @@ class RiskEngine:
             raise ValidationError("reason", "is required (it goes to the journal)")
 
     # -- market-driven -------------------------------------------------------------------------
-    def on_valuation(self) -> None:
-        """Roll the UTC day and trip the breaker on a breach. Call after marks change (inside a transaction)."""
+    def on_valuation(self) -> Decimal | None:
+        """Roll the UTC day and trip the breaker on a breach. Call after marks change (inside a transaction).
+
+        Returns:
+            The NAV used (None when it cannot be computed yet: some asset has no mark).
+        """
         nav = self.portfolio.nav()
         if nav is None:
-            return
+            return None
         now = self.clock.now_ns()
         day = utc_day(now)
         if self._state.get("day") != day:
@@ -240,7 +244,7 @@ class RiskEngine:
                 self._set_state(breaker_tripped=False, breaker_reason="")
                 self.journal.append(now, "CircuitBreakerReset", "risk", "circuit_breaker",
                                     {"actor": "system", "reason": "new UTC day", "day_start_nav": dec_str(nav)})
-            return
+            return nav
         limit = self.limits.daily_loss_limit
         if limit and not self.breaker_tripped:
             loss = Decimal(str(self._state["day_start_nav"])) - nav
@@ -249,6 +253,7 @@ class RiskEngine:
                 self._set_state(breaker_tripped=True, breaker_reason=reason)
                 self.journal.append(now, "CircuitBreakerTripped", "risk", "circuit_breaker",
                                     {"reason": reason, "nav": dec_str(nav)})
+        return nav
 
     # -- the pre-trade check ---------------------------------------------------------------------
     def check(self, order: Order, instrument: Instrument, reserved_quote: Decimal = ZERO) -> None:

@@ -56,25 +56,20 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
     async def GetRiskStatus(self, request, context):
         return self._status_pb(await self.app.engine.call(self.risk.status))
 
-    async def EngageKillSwitch(self, request, context):
+    async def _act(self, action, reason: str) -> risk_pb2.RiskStatus:
         actor = _actor()
-        return self._status_pb(await self.app.engine.call(self._engage, request.reason, actor))
 
-    def _engage(self, reason: str, actor: str) -> RiskStatus:
-        self.risk.engage_kill_switch(reason, actor)
-        self.app.metrics.kill_switch.set(1)
-        return self.risk.status()
+        def run() -> RiskStatus:
+            action(reason, actor)
+            return self.risk.status()
+
+        return self._status_pb(await self.app.engine.call(run))
+
+    async def EngageKillSwitch(self, request, context):
+        return await self._act(self.risk.engage_kill_switch, request.reason)
 
     async def ReleaseKillSwitch(self, request, context):
-        actor = _actor()
-        return self._status_pb(await self.app.engine.call(self._release, request.reason, actor))
-
-    def _release(self, reason: str, actor: str) -> RiskStatus:
-        self.risk.release_kill_switch(reason, actor)
-        self.app.metrics.kill_switch.set(0)
-        return self.risk.status()
+        return await self._act(self.risk.release_kill_switch, request.reason)
 
     async def ResetCircuitBreaker(self, request, context):
-        actor = _actor()
-        return self._status_pb(await self.app.engine.call(
-            lambda: (self.risk.reset_circuit_breaker(request.reason, actor), self.risk.status())[1]))
+        return await self._act(self.risk.reset_circuit_breaker, request.reason)
