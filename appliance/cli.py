@@ -10,6 +10,7 @@ Exit codes: 0 ok, 2 usage/configuration error, 3 dataset missing, 1 anything els
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import signal
@@ -105,11 +106,69 @@ def run(config_path: str | None, listen: str | None, metrics_listen: str | None,
     if not config.db_path.exists():
         click.echo(f"error: no database at {config.db_path}; run `lyrad init` first", err=True)
         sys.exit(2)
+    if _lock_data_dir(config) is None:
+        click.echo(f"error: another lyrad already runs on {config.storage.data_dir}", err=True)
+        sys.exit(2)
     try:
         asyncio.run(_serve(config))
     except DatasetNotFound as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(3)
+
+
+@main.group()
+def user() -> None:
+    """Manage users offline (while lyrad is stopped; the API gains user RPCs with the Security issue)."""
+
+
+@user.command("add")
+@click.option("--config", "config_path", envvar="LYRA_CONFIG", help="Config TOML (default: firmware-config/lyra.toml).")
+@click.option("--username", required=True)
+@click.option("--role", required=True, type=click.Choice(["admin", "trader", "viewer"]))
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of prompting.")
+def user_add(config_path: str | None, username: str, role: str, password_stdin: bool) -> None:
+    """Create a user. Refused while lyrad runs on the same data folder (one writer at a time)."""
+    from appliance.security.bootstrap import open_auth
+    from appliance.store.db import Database
+    from appliance.store.journal import Journal
+
+    config = _load(config_path)
+    if not config.db_path.exists():
+        click.echo(f"error: no database at {config.db_path}; run `lyrad init` first", err=True)
+        sys.exit(2)
+    if _lock_data_dir(config) is None:
+        click.echo(f"error: lyrad is running on {config.storage.data_dir}; stop it first", err=True)
+        sys.exit(2)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    db = Database(config.db_path)
+    try:
+        auth = open_auth(db, Journal(db), config)
+        try:
+            created = auth.users.create_user(username, password, role)
+        except Exception as exc:  # ValidationError / AlreadyExistsError: one clear line
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        click.echo(f"user {created.username!r} created with role {created.role}")
+    finally:
+        db.close()
+
+
+def _lock_data_dir(config: LyraConfig) -> int | None:
+    """Take the data folder's exclusive lock (held until the process exits, even by kill -9).
+
+    Returns:
+        The lock's file descriptor, or None when another process holds it.
+    """
+    fd = os.open(config.storage.data_dir / "lyrad.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 @main.command()
@@ -130,6 +189,28 @@ def check(config_path: str | None) -> None:
     click.echo(f"dataset: {p.dataset} ({len(files)} files, timeframe {p.timeframe})")
     for f in files:
         click.echo(f"  {f.symbol:<12} {f.exchange:<10} {f.path.name}")
+
+
+@main.command()
+@click.option("--config", "config_path", envvar="LYRA_CONFIG", help="Config TOML (default: firmware-config/lyra.toml).")
+def verify(config_path: str | None) -> None:
+    """Check the database's consistency (journal, orders vs fills, balances vs fills); exit 1 on a problem."""
+    from appliance.store.consistency import check_consistency
+    from appliance.store.db import Database
+
+    config = _load(config_path)
+    if not config.db_path.exists():
+        click.echo(f"error: no database at {config.db_path}", err=True)
+        sys.exit(2)
+    db = Database(config.db_path, readonly=True)
+    try:
+        problems = check_consistency(db)
+    finally:
+        db.close()
+    for problem in problems:
+        click.echo(f"problem: {problem}")
+    click.echo("consistent" if not problems else f"{len(problems)} problem(s)")
+    sys.exit(1 if problems else 0)
 
 
 async def _serve(config: LyraConfig) -> None:

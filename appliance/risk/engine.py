@@ -240,6 +240,7 @@ class RiskEngine:
         day = utc_day(now)
         if self._state.get("day") != day:
             self._set_state(day=day, day_start_nav=dec_str(nav))
+            self.journal.append(now, "TradingDayStarted", "risk", "day", {"day": day, "day_start_nav": dec_str(nav)})
             if self.breaker_tripped:
                 self._set_state(breaker_tripped=False, breaker_reason="")
                 self.journal.append(now, "CircuitBreakerReset", "risk", "circuit_breaker",
