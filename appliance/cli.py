@@ -4,7 +4,8 @@
     lyrad run    serve the gRPC API and run the paper venue's replay
     lyrad check  validate the configuration and the dataset, then exit
 
-Exit codes: 0 ok, 2 usage/configuration error, 3 dataset missing, 1 anything else.
+Exit codes: 0 ok, 2 usage/configuration error, 3 dataset missing, 70 internal failure (the
+engine stopped to protect state; restart and recovery rebuild it from the database), 1 other.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from appliance import __version__
 from appliance.config import ConfigError, LyraConfig, load_config
 
 ADMIN_PASSWORD_ENV = "LYRA_ADMIN_PASSWORD"
+EXIT_FATAL = 70  # EX_SOFTWARE: an internal failure; systemd restarts lyrad and recovery runs
 
 
 def _load(config_path: str | None) -> LyraConfig:
@@ -245,6 +247,7 @@ async def _serve(config: LyraConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    app.engine.on_fatal = lambda exc: stop.set()
     await stop.wait()
     log.info("shutting down")
     await app.replay.stop()
@@ -252,6 +255,8 @@ async def _serve(config: LyraConfig) -> None:
     await app.engine.stop()
     app.close()
     run_file.unlink(missing_ok=True)
+    if app.engine.fatal is not None:
+        sys.exit(EXIT_FATAL)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,12 @@ effects and their journal events commit, or none do. Side effects outside the da
 (sending an order to a venue) are queued with :meth:`Engine.after_commit` and run only once the
 transaction has committed: the order is on disk as PENDING_SUBMIT before it can reach a venue,
 which is what makes crash recovery by client order id possible.
+
+Failure policy (crash-only): a :class:`LyraError` (bad input, a forbidden state) is raised by
+services *before* they change anything, so rolling back its transaction is all it takes. Any
+other exception may have left a service's in-memory state ahead of the rolled-back database;
+the engine then stops handling messages and calls ``on_fatal`` so that the process exits and
+start-up recovery rebuilds everything from the database, which is always consistent.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from appliance.model.errors import LyraError
 from appliance.store.db import Database
 from appliance.store.journal import Journal
 
@@ -51,7 +58,8 @@ class Engine:
         self._task: asyncio.Task | None = None
         self._in_message = False
         self.messages_handled = 0
-        self.on_message_error: Callable[[Any, BaseException], None] | None = None
+        self.fatal: BaseException | None = None
+        self.on_fatal: Callable[[BaseException], None] | None = None
 
     # -- wiring -----------------------------------------------------------------------------
     def register(self, message_type: type, handler: Handler) -> None:
@@ -134,17 +142,12 @@ class Engine:
 
     async def stop(self) -> None:
         """Finish the message being handled, then stop. Queued messages stay unhandled."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         queue = self._q()
-        while True:
+        while self.fatal is None:
             message, future = await queue.get()
             if future is not None and future.cancelled():
                 continue
@@ -175,14 +178,14 @@ class Engine:
             self._in_message = False
             self.journal.discard_uncommitted()
             self._outbox = []
-            if future is not None and not future.done():
-                future.set_exception(exc)
-            elif isinstance(exc, Exception):
-                log.exception("message %s failed and was rolled back", type(message).__name__)
-                if self.on_message_error is not None:
-                    self.on_message_error(message, exc)
             if not isinstance(exc, Exception):
                 raise
+            if not isinstance(exc, LyraError):
+                self._fail(message, exc)
+            if future is not None and not future.done():
+                future.set_exception(exc)
+            elif isinstance(exc, LyraError):
+                log.warning("message %s refused: %s", type(message).__name__, exc)
             return None
         self._in_message = False
         self.messages_handled += 1
@@ -197,6 +200,15 @@ class Engine:
             future.set_result(result)
         return result
 
+    def _fail(self, message: Any, exc: BaseException) -> None:
+        log.critical("unexpected failure handling %s; rolled back; stopping so that recovery restarts from the "
+                     "database", type(message).__name__, exc_info=exc)
+        self.fatal = exc
+        if self._task is not None:
+            self._task.cancel()
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
+
     def drain(self) -> int:
         """Handle every queued message now (tests and shutdown). Returns how many were handled."""
         queue = self._q()
@@ -206,3 +218,14 @@ class Engine:
             self.handle(message, future)
             count += 1
         return count
+
+
+async def cancel_and_wait(task: asyncio.Task | None) -> None:
+    """Cancel ``task`` (if any) and wait until it has finished."""
+    if task is None or task.done():
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass

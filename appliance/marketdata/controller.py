@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from appliance.engine.engine import cancel_and_wait
 from appliance.marketdata.bar import BarSlice
 
 log = logging.getLogger("lyra.replay")
@@ -96,13 +97,8 @@ class ReplayController:
         return self.progress()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def on_handled(self, slice_: BarSlice) -> None:
         """Called by the engine's slice handler once a slice is handled (inside its transaction)."""

@@ -103,3 +103,27 @@ def test_simclock_fires_timers_in_order_and_never_goes_back():
     assert clock.now_ns() == 400
     with pytest.raises(ValueError):
         clock.advance_to(399)
+
+
+def test_unexpected_error_stops_the_engine_but_a_refusal_does_not(db):
+    from appliance.model.errors import ValidationError
+
+    engine = Engine(db, Journal(db))
+    fatal = []
+    engine.on_fatal = fatal.append
+
+    def refuse():
+        raise ValidationError("qty", "must be > 0")
+
+    with pytest.raises(ValidationError):
+        engine.execute_now(refuse)
+    assert engine.fatal is None and fatal == []
+
+    def bug():
+        db.execute("INSERT INTO meta(name, value) VALUES ('half', 'done')")
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError):
+        engine.execute_now(bug)
+    assert isinstance(engine.fatal, KeyError) and fatal == [engine.fatal]
+    assert db.query("SELECT * FROM meta WHERE name='half'") == []
