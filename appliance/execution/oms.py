@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Callable, Iterable, Mapping
 
@@ -97,6 +97,10 @@ class OrderManager:
         self.open_orders: dict[str, Order] = {}
         for row in db.query(f"SELECT {_COLUMNS} FROM orders WHERE status NOT IN ('FILLED','CANCELED','REJECTED','EXPIRED')"):
             order = _row_to_order(row)
+            if order.filled_qty:
+                notional = sum((Decimal(q) * Decimal(p) for q, p in db.query(
+                    "SELECT qty, price FROM fills WHERE client_order_id=?", (order.client_order_id,))), ZERO)
+                order = replace(order, filled_notional=notional)
             self.open_orders[order.client_order_id] = order
 
     # -- reads --------------------------------------------------------------------------------

@@ -76,6 +76,9 @@ class Order:
         venue_order_id: the venue's id once acknowledged.
         created_ns, updated_ns: Clock times (ns since epoch, UTC).
         reject_rule, reason: why it was rejected/canceled/expired, if it was.
+        filled_notional: exact sum of fill qty * price (quote); ``avg_fill_price`` is derived from
+            it, so rounding never accumulates over many partial fills. Not stored: the OMS rebuilds
+            it from the fills of open orders at start-up.
     """
 
     client_order_id: str
@@ -95,6 +98,7 @@ class Order:
     venue_order_id: str = ""
     reject_rule: str = ""
     reason: str = ""
+    filled_notional: Decimal = ZERO
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -130,8 +134,10 @@ class Order:
         if qty > self.leaves_qty:
             raise ValidationError("fill.qty", f"{qty} exceeds leaves_qty {self.leaves_qty} of {self.client_order_id}")
         filled = self.filled_qty + qty
-        avg = ((self.avg_fill_price * self.filled_qty + price * qty) / filled).quantize(AVG_PRICE_QUANTUM)
+        notional = self.filled_notional + price * qty
+        avg = (notional / filled).quantize(AVG_PRICE_QUANTUM)
         to = OrderStatus.FILLED if filled == self.qty else OrderStatus.PARTIALLY_FILLED
         return self.transition(
-            to, now_ns, filled_qty=filled, avg_fill_price=avg, fees=self.fees + fee, fee_asset=fee_asset or self.fee_asset
+            to, now_ns, filled_qty=filled, avg_fill_price=avg, filled_notional=notional, fees=self.fees + fee,
+            fee_asset=fee_asset or self.fee_asset,
         )

@@ -5,8 +5,9 @@ A strategy sees bars, fills and order events and acts only through its :class:`S
 database or a venue, so the same class runs unchanged in backtest, replay and live.
 
 Lifecycle: ``on_start`` -> (``on_bar`` | ``on_fill`` | ``on_order_event``)* -> ``on_stop``.
-Before ``on_start`` the manager fills each instrument's :class:`BarBuffer` with up to
-``warmup_bars`` bars of history, so indicators are ready on the first live bar.
+Before ``on_start`` the manager fills each instrument's :class:`BarBuffer` to capacity with
+history (at least ``warmup_bars``), so indicators are ready on the first live bar and equal those
+of an instance that never stopped.
 """
 
 from __future__ import annotations

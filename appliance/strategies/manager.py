@@ -274,8 +274,10 @@ class StrategyManager:
             raise PreconditionError(f"strategy type {record.type!r} is not available in this build")
         params = parse_params(cls, record.params)
         instance = cls(_Context(self, record.strategy_id), record.instruments, params, record.state)
+        # fill each buffer to capacity (not just warmup_bars): indicators computed over the whole
+        # window then equal, bit for bit, those of an instance that never stopped
         for iid in record.instruments:
-            for bar in self.history(iid, instance.warmup_bars()):
+            for bar in self.history(iid, instance.buffers[iid].capacity):
                 instance.buffers[iid].append_bar(bar)
         record.instance = instance
         self._guarded(record, instance.on_start)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from appliance.model.errors import ValidationError
 from appliance.model.instrument import InstrumentId
 from appliance.model.money import ZERO, dec_str
 from appliance.server import convert as cv
@@ -22,6 +23,8 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         ]
 
     async def ListBalances(self, request, context):
+        if request.venue and request.venue not in self.app.venues:
+            raise ValidationError("venue", f"unknown venue {request.venue!r}; known: {', '.join(sorted(self.app.venues))}")
         return portfolio_pb2.ListBalancesResponse(balances=await self.app.engine.call(self._balances))
 
     def _positions(self, instrument: str, include_flat: bool):
