@@ -22,6 +22,7 @@ from appliance.marketdata.replay import ReplayFeed
 from appliance.model.instrument import Instrument, InstrumentId
 from appliance.portfolio.service import Portfolio
 from appliance.risk.engine import RiskEngine, RiskLimits
+from appliance.security.vault import VaultState
 from appliance.store.db import Database
 from appliance.store.journal import Journal
 from appliance.strategies.manager import StrategyManager
@@ -105,6 +106,7 @@ class Appliance:
         self.oms.fill_listeners.append(lambda fill, order: self.metrics.fills.labels(fill.instrument.venue, fill.liquidity.value).inc())
 
         self.metrics.kill_switch.set(1 if self.risk.kill_switch_engaged else 0)
+        self._stale_warned: set[str] = set()
         self.journal.subscribe(self._metrics_from_journal)
 
         self.engine.register(BarSlice, self._on_slice)
@@ -140,8 +142,24 @@ class Appliance:
         return notes
 
     def replay_should_autostart(self) -> bool:
-        """Start the replay at boot when configured so, or when it was already under way."""
-        return (self.config.paper.start == "immediately" or self.cursor_ns > 0 or self.strategies.any_running)
+        """Start the replay at boot when configured so, or when it was under way — unless an
+        operator had paused it (a pause survives restarts)."""
+        if self.db.scalar("SELECT value FROM meta WHERE name='replay_paused'") == "1":
+            return False
+        return self.config.paper.start == "immediately" or self.cursor_ns > 0 or self.strategies.any_running
+
+    def pause_replay(self):
+        """Operator pause (inside an engine message): persisted so that a restart stays paused."""
+        self.db.execute("INSERT INTO meta(name, value) VALUES ('replay_paused', '1') "
+                        "ON CONFLICT(name) DO UPDATE SET value='1'")
+        self.journal.append(self.clock.now_ns(), "ReplayPaused", "replay", REPLAY_FEED, {})
+        return self.replay.pause()
+
+    def start_replay(self):
+        """Operator start/resume (inside an engine message)."""
+        self.db.execute("DELETE FROM meta WHERE name='replay_paused'")
+        self.journal.append(self.clock.now_ns(), "ReplayStarted", "replay", REPLAY_FEED, {})
+        return self.replay.start()
 
     # -- the bar-slice handler (one transaction per slice) ---------------------------------------------------
     def _on_slice(self, slice_: BarSlice) -> None:
@@ -166,12 +184,27 @@ class Appliance:
         self.metrics.replay_market_time.set(slice_.close_ns / 1e9)
         self.metrics.engine_messages.inc()
 
+    def refresh_vault_metrics(self) -> None:
+        """Credential ages and vault state into the metrics; warns once per credential when stale."""
+        vault = getattr(self, "vault", None)
+        if vault is None:
+            return
+        ages = vault.credential_ages()
+        self.metrics.set_credential_ages(ages, sealed=vault.state is not VaultState.UNSEALED)
+        for age in ages:
+            if age.stale and age.credential_id not in self._stale_warned:
+                self._stale_warned.add(age.credential_id)
+                log.warning("credential %s (%s, %s) is older than %d days: rotate it (lyractl vault credentials rotate)",
+                            age.credential_id, age.venue, age.label, self.config.vault.credential_max_age_days)
+
     def _metrics_from_journal(self, entry) -> None:
         """Post-commit: gauges that follow journaled state changes."""
         if entry.type == "KillSwitchEngaged":
             self.metrics.kill_switch.set(1)
         elif entry.type == "KillSwitchReleased":
             self.metrics.kill_switch.set(0)
+        elif entry.aggregate in ("vault", "credential"):
+            self.refresh_vault_metrics()
 
     def _history(self, instrument: InstrumentId, n: int) -> list[Bar]:
         """The last ``n`` bars of ``instrument`` up to the replay position (for warm-up and marks)."""
@@ -180,4 +213,7 @@ class Appliance:
         return self.feed.history(instrument, self.clock.now_ns(), n)
 
     def close(self) -> None:
+        vault = getattr(self, "vault", None)
+        if vault is not None and vault.state is VaultState.UNSEALED:
+            vault.seal()  # wipe the data key from memory before the process goes
         self.db.close()

@@ -1,8 +1,12 @@
 """``lyrad``: the appliance daemon's command line.
 
-    lyrad init   create the data folder, the database and the first admin
-    lyrad run    serve the gRPC API and run the paper venue's replay
-    lyrad check  validate the configuration and the dataset, then exit
+    lyrad init                    create the data folder, the database, TLS material and the first admin
+    lyrad run                     serve the gRPC API and run the paper venue's replay
+    lyrad check                   validate the configuration and the dataset, then exit
+    lyrad verify                  check the database's consistency (journal, fills, audit chain)
+    lyrad user add                create a user (while lyrad is stopped)
+    lyrad tls show | issue-client inspect TLS material; issue a client certificate for mutual TLS
+    lyrad vault create-key-file   write a key file that unseals the vault at unattended boot
 
 Exit codes: 0 ok, 2 usage/configuration error, 3 dataset missing, 70 internal failure (the
 engine stopped to protect state; restart and recovery rebuild it from the database), 1 other.
@@ -14,6 +18,7 @@ import asyncio
 import fcntl
 import json
 import os
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -22,6 +27,7 @@ import click
 
 from appliance import __version__
 from appliance.config import ConfigError, LyraConfig, load_config
+from appliance.security.permissions import ROLES
 
 ADMIN_PASSWORD_ENV = "LYRA_ADMIN_PASSWORD"
 EXIT_FATAL = 70  # EX_SOFTWARE: an internal failure; systemd restarts lyrad and recovery runs
@@ -45,10 +51,13 @@ def main() -> None:
 @click.option("--config", "config_path", envvar="LYRA_CONFIG", help="Config TOML (default: firmware-config/lyra.toml).")
 @click.option("--admin", "admin_username", default="admin", show_default=True, help="Username of the first admin.")
 def init(config_path: str | None, admin_username: str) -> None:
-    """Create the data folder, the database (all migrations) and the first admin.
+    """Create the data folder, the database (all migrations), the first admin and the TLS material.
 
     The admin's password comes from $LYRA_ADMIN_PASSWORD, or is generated and printed ONCE.
-    Running init again is safe: nothing existing is changed.
+    TLS: the appliance CA and the server certificate are created in <data_dir>/tls/ if missing
+    (the CA's SHA-256 fingerprint is printed: check it when you copy ca.crt to a client).
+    Running init again is safe: nothing existing is changed, except that a server certificate
+    issued by the appliance CA is renewed when it expires within 30 days or lacks a configured SAN.
     """
     from appliance.security.bootstrap import open_auth  # local import: keeps `lyrad --help` fast
     from appliance.store.db import Database
@@ -79,6 +88,89 @@ def init(config_path: str | None, admin_username: str) -> None:
             click.echo(f"admin user {admin_username!r} created with the password from ${ADMIN_PASSWORD_ENV}")
     finally:
         db.close()
+    _init_tls(config)
+
+
+def _init_tls(config: LyraConfig) -> None:
+    """``lyrad init``'s TLS step: ensure the material, print where ca.crt is and its fingerprint."""
+    from appliance.security.tls import TlsError, ensure_tls_material
+
+    try:
+        material = ensure_tls_material(config)
+    except (TlsError, OSError) as exc:
+        click.echo(f"error: TLS: {exc}", err=True)
+        sys.exit(2)
+    for change in material.changes:
+        click.echo(f"TLS: {change}")
+    click.echo(f"TLS CA:      {material.ca_cert}  (copy it to each client and trust it)")
+    click.echo(f"CA SHA-256:  {material.ca_fingerprint_sha256}")
+    click.echo(f"server cert: {material.server_cert} (expires {material.server_not_after:%Y-%m-%d})")
+    if not config.server.tls.enabled:
+        click.echo("TLS is off: the API serves plaintext on loopback; set [server.tls] enabled = true to use it")
+
+
+@main.group()
+def tls() -> None:
+    """TLS material: show it, issue client certificates for mutual TLS."""
+
+
+@tls.command("show")
+@click.option("--config", "config_path", envvar="LYRA_CONFIG", help="Config TOML (default: firmware-config/lyra.toml).")
+def tls_show(config_path: str | None) -> None:
+    """Print the CA fingerprint and the server certificate's SANs and expiry (changes nothing)."""
+    from appliance.security.tls import TlsError, describe_tls_material, utcnow
+
+    config = _load(config_path)
+    try:
+        material = describe_tls_material(config)
+    except TlsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    settings = config.server.tls
+    days_left = (material.server_not_after - utcnow()).days
+    click.echo(f"TLS enabled:      {'yes' if settings.enabled else 'no'}"
+               f"{' (client certificates required)' if settings.require_client_cert else ''}")
+    click.echo(f"CA certificate:   {material.ca_cert}")
+    click.echo(f"CA SHA-256:       {material.ca_fingerprint_sha256}")
+    click.echo(f"CA key:           {material.ca_key}{'' if material.ca_key.exists() else ' (absent: offline)'}")
+    click.echo(f"server cert:      {material.server_cert}"
+               f"{'' if material.managed else ' (not issued by the appliance CA: renew it yourself)'}")
+    click.echo(f"server SANs:      {', '.join(material.server_sans) or '(none)'}")
+    click.echo(f"server expires:   {material.server_not_after:%Y-%m-%d %H:%M:%S} UTC ({days_left} days)")
+
+
+@tls.command("issue-client")
+@click.option("--config", "config_path", envvar="LYRA_CONFIG", help="Config TOML (default: firmware-config/lyra.toml).")
+@click.option("--name", required=True, help="Client name: the certificate's CN (e.g. alice-laptop).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write NAME.crt, NAME.key (0600) and ca.crt into.")
+def tls_issue_client(config_path: str | None, name: str, out_dir: Path) -> None:
+    """Issue a client certificate + key signed by the appliance CA (for mutual TLS).
+
+    Refuses to overwrite an existing NAME.key or NAME.crt.
+    """
+    from appliance.security.tls import TlsError, issue_client_certificate, write_certificate, write_private_key
+
+    config = _load(config_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path, ca_path = out_dir / f"{name}.crt", out_dir / f"{name}.key", out_dir / "ca.crt"
+    for path in (cert_path, key_path):
+        if path.exists():
+            click.echo(f"error: {path} exists; choose another --name or --out", err=True)
+            sys.exit(2)
+    try:
+        cert_pem, key_pem = issue_client_certificate(config, name)
+        write_private_key(key_path, key_pem)
+        write_certificate(cert_path, cert_pem)
+        if not ca_path.exists():
+            write_certificate(ca_path, config.server.tls.client_ca.read_bytes())
+    except (TlsError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"client certificate: {cert_path}")
+    click.echo(f"client key:         {key_path} (mode 0600; keep it secret)")
+    click.echo(f"CA certificate:     {ca_path}")
+    click.echo("use: grpc.ssl_channel_credentials(root_certificates=ca.crt, private_key=key, certificate_chain=crt)")
 
 
 @main.command()
@@ -105,6 +197,8 @@ def run(config_path: str | None, listen: str | None, metrics_listen: str | None,
     if start:
         config.paper.start = start
     setup_logging(config.logging.level)
+    # no core dumps: one could hold the unsealed vault data key or session secrets
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if not config.db_path.exists():
         click.echo(f"error: no database at {config.db_path}; run `lyrad init` first", err=True)
         sys.exit(2)
@@ -126,7 +220,7 @@ def user() -> None:
 @user.command("add")
 @click.option("--config", "config_path", envvar="LYRA_CONFIG", help="Config TOML (default: firmware-config/lyra.toml).")
 @click.option("--username", required=True)
-@click.option("--role", required=True, type=click.Choice(["admin", "trader", "viewer"]))
+@click.option("--role", required=True, type=click.Choice(list(ROLES)))
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of prompting.")
 def user_add(config_path: str | None, username: str, role: str, password_stdin: bool) -> None:
     """Create a user. Refused while lyrad runs on the same data folder (one writer at a time)."""
@@ -193,6 +287,53 @@ def check(config_path: str | None) -> None:
         click.echo(f"  {f.symbol:<12} {f.exchange:<10} {f.path.name}")
 
 
+@main.group()
+def vault() -> None:
+    """Vault operations that must run on the box itself (the rest is `lyractl vault ...`)."""
+
+
+@vault.command("create-key-file")
+@click.option("--config", "config_path", envvar="LYRA_CONFIG", help="Config TOML (default: firmware-config/lyra.toml).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the key file (created 0600; must not exist).")
+@click.option("--passphrase-stdin", is_flag=True, help="Read the vault passphrase from standard input.")
+def vault_create_key_file(config_path: str | None, out_path: Path, passphrase_stdin: bool) -> None:
+    """Write a key file that unseals the vault at boot without a passphrase (unattended boot).
+
+    Keep it where only lyrad can read it, e.g. /etc/lyra/vault.key (root:root 0600) handed to
+    the service with systemd's LoadCredential=lyra-vault.key:/etc/lyra/vault.key. Anyone holding
+    the file and the database can decrypt the exchange credentials.
+    """
+    from appliance.engine.clock import LiveClock
+    from appliance.security.vault import Vault
+    from appliance.store.db import Database
+    from appliance.store.journal import Journal
+
+    config = _load(config_path)
+    if not config.db_path.exists():
+        click.echo(f"error: no database at {config.db_path}; run `lyrad init` first", err=True)
+        sys.exit(2)
+    if _lock_data_dir(config) is None:
+        click.echo(f"error: lyrad is running on {config.storage.data_dir}; stop it first", err=True)
+        sys.exit(2)
+    passphrase = sys.stdin.readline().rstrip("\n") if passphrase_stdin else click.prompt("vault passphrase", hide_input=True)
+    db = Database(config.db_path)
+    try:
+        store = Vault(db, Journal(db), LiveClock())
+        try:
+            store.unseal(passphrase, actor="lyrad")
+            written = store.create_key_file(out_path, actor="lyrad")
+        except Exception as exc:  # LyraError: wrong passphrase, sealed, exists ... one clear line
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        finally:
+            if store.state.value == "UNSEALED":
+                store.seal(actor="lyrad")
+        click.echo(f"key file written to {written} (mode 0600)")
+    finally:
+        db.close()
+
+
 @main.command()
 @click.option("--config", "config_path", envvar="LYRA_CONFIG", help="Config TOML (default: firmware-config/lyra.toml).")
 def verify(config_path: str | None) -> None:
@@ -248,7 +389,15 @@ async def _serve(config: LyraConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     app.engine.on_fatal = lambda exc: stop.set()
+
+    async def refresh_vault_metrics() -> None:
+        while True:  # credential ages grow with time, not only with events
+            await app.engine.call(app.refresh_vault_metrics)
+            await asyncio.sleep(300)
+
+    refresher = loop.create_task(refresh_vault_metrics(), name="lyra-vault-metrics")
     await stop.wait()
+    refresher.cancel()
     log.info("shutting down")
     await app.replay.stop()
     await server.stop(grace=2)

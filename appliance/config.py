@@ -37,20 +37,42 @@ def _decimal_field(value: object) -> Decimal:
     return Decimal(str(value))
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+class TlsConfig(_Section):
+    enabled: bool = Field(False, description="serve gRPC over TLS (required to listen beyond loopback)")
+    cert: Path = Field(Path("tls/server.crt"), description="server certificate (PEM), relative to data_dir")
+    key: Path = Field(Path("tls/server.key"), description="server private key (PEM), relative to data_dir")
+    client_ca: Path = Field(Path("tls/ca.crt"), description="CA that signs client certificates (mTLS)")
+    require_client_cert: bool = Field(False, description="mutual TLS: refuse clients without a certificate from client_ca")
+    san: list[str] = Field(default_factory=list, description="extra DNS names / IPs for the server certificate")
+
+
 class ServerConfig(_Section):
-    listen: str = Field("127.0.0.1:7443", description="gRPC address; loopback only until TLS lands")
+    listen: str = Field("127.0.0.1:7443", description="gRPC address; beyond loopback only with TLS")
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    tls: TlsConfig = TlsConfig()
 
     @field_validator("listen")
     @classmethod
-    def _loopback(cls, value: str) -> str:
+    def _host_port(cls, value: str) -> str:
         host, _, port = value.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError("must be HOST:PORT")
-        if host not in ("127.0.0.1", "localhost", "[::1]", "::1"):
-            raise ValueError("only loopback addresses are allowed until TLS is configured (Security issue); "
-                             "reach the box through an SSH tunnel")
         return value
+
+    @pydantic.model_validator(mode="after")
+    def _tls_beyond_loopback(self) -> "ServerConfig":
+        host = self.listen.rpartition(":")[0]
+        if host not in LOOPBACK_HOSTS and not self.tls.enabled:
+            raise ValueError(f"listen {self.listen}: binding beyond loopback requires [server.tls] enabled = true "
+                             "(or reach the box through an SSH tunnel)")
+        return self
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.listen.rpartition(":")[0] in LOOPBACK_HOSTS
 
 
 class MetricsConfig(_Section):
@@ -114,8 +136,23 @@ class RiskConfig(_Section):
 
 
 class AuthConfig(_Section):
-    access_token_ttl_s: int = Field(900, ge=30, le=86_400)
-    refresh_token_ttl_s: int = Field(7 * 86_400, ge=300)
+    access_token_ttl_s: int = Field(900, ge=30, le=86_400, description="access JWT lifetime")
+    refresh_token_ttl_s: int = Field(7 * 86_400, ge=300, description="refresh token lifetime (sliding)")
+    idle_timeout_s: int = Field(3600, ge=60, description="a session unused this long is ended")
+    absolute_lifetime_s: int = Field(30 * 86_400, ge=300, description="a session ends this long after login, used or not")
+    totp_required_roles: list[str] = Field(default_factory=lambda: ["admin", "trader"],
+                                           description="roles that must enroll TOTP before doing anything else")
+    lockout_threshold: int = Field(5, ge=1, description="failed logins (per user, per peer) before backoff starts")
+    lockout_max: int = Field(10, ge=2, description="failed logins after which the user/peer is locked out")
+    lockout_s: int = Field(900, ge=10, description="how long a lockout lasts")
+    rate_limit_rps: float = Field(50.0, gt=0, description="API calls per second per token (sustained)")
+    rate_limit_burst: int = Field(200, ge=1, description="API calls per token allowed in a burst")
+
+
+class VaultConfig(_Section):
+    key_file: Path | None = Field(None, description="unseal at boot from this key file (unattended boot)")
+    credential_max_age_days: int = Field(90, ge=1, description="credentials older than this are flagged stale")
+    unseal_max_failures: int = Field(5, ge=1, description="wrong passphrases before unsealing is refused for a while")
 
 
 class LoggingConfig(_Section):
@@ -130,6 +167,7 @@ class LyraConfig(_Section):
     portfolio: PortfolioConfig = PortfolioConfig()
     risk: RiskConfig = RiskConfig()
     auth: AuthConfig = AuthConfig()
+    vault: VaultConfig = VaultConfig()
     logging: LoggingConfig = LoggingConfig()
     source: Path | None = Field(None, exclude=True)
 
@@ -174,5 +212,16 @@ def load_config(path: Path | str | None = None, env: dict[str, str] | None = Non
         config.paper.dataset = Path(env["LYRA_DATASET"]).expanduser().resolve()
     config.storage.data_dir = resolve(config.storage.data_dir) if not env.get("LYRA_HOME") else Path(env["LYRA_HOME"]).expanduser().resolve()
     config.paper.dataset = resolve(config.paper.dataset)
+    tls = config.server.tls
+    for name in ("cert", "key", "client_ca"):
+        value = getattr(tls, name).expanduser()
+        setattr(tls, name, value if value.is_absolute() else config.storage.data_dir / value)
+    if env.get("CREDENTIALS_DIRECTORY") and config.vault.key_file is None:
+        # systemd LoadCredential=lyra-vault.key:/etc/lyra/vault.key (unattended boot)
+        candidate = Path(env["CREDENTIALS_DIRECTORY"]) / "lyra-vault.key"
+        if candidate.exists():
+            config.vault.key_file = candidate
+    elif config.vault.key_file is not None:
+        config.vault.key_file = resolve(config.vault.key_file)
     config.source = source
     return config

@@ -42,3 +42,18 @@ class RiskRejection(PreconditionError):
         super().__init__(f"rejected by risk rule {rule}: {reason}")
         self.rule = rule
         self.reason = reason
+
+
+class RateLimitedError(LyraError):
+    """Too many attempts or calls; ``retry_after_s`` says when to try again (RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class IntegrityError(LyraError):
+    """Stored data failed an integrity check (tampered ciphertext, broken hash chain): DATA_LOSS.
+
+    The message names the record; nothing derived from the bad data is returned.
+    """

@@ -2,13 +2,30 @@
 
 * A **permission** is a string ``"<area>.<action>"`` (``"orders.write"``).
 * A **role** is a name mapped to a frozenset of permissions in :data:`ROLE_PERMISSIONS`;
-  adding a role is one entry there (``ROLES`` is derived from it).
+  adding a role is one entry there (``ROLES`` is derived from it). The six roles:
+
+  ============  ===================================================================
+  admin         every permission
+  trader        READS + orders.write, orders.cancel, strategies.write,
+                risk.kill_switch.engage, vault.read
+  risk_manager  READS + risk.write, risk.kill_switch.engage, risk.kill_switch.release,
+                orders.cancel
+  analyst       READS
+  auditor       READS + audit.read, users.read
+  viewer        READS
+  ============  ===================================================================
+
+  READS = auth.self, orders.read, portfolio.read, strategies.read, risk.read,
+  marketdata.read, admin.read (deliberately not vault.read, users.read, audit.read).
 * :data:`METHOD_PERMISSIONS` maps each full gRPC method name (``"/lyra.v1.OrderService/SubmitOrder"``)
   to the permission it requires, or to :data:`PUBLIC` (callable without a token).
+* :data:`MUTATING_METHODS`: every RPC that changes state (the audit log records these and every
+  denied call). :data:`MFA_PENDING_ALLOWED_METHODS`: what a session that still has to enroll
+  TOTP may call. :data:`SERVICE_TOKEN_FORBIDDEN_METHODS`: user-only self-service RPCs.
 * Fail closed: a method in no table is denied to every role (:func:`required_permission`
   raises :class:`UnknownMethod`). ``tests/unit/test_interceptor.py`` asserts, with
   :func:`all_rpc_methods`, that every RPC of ``lyra.v1`` has an entry and walks every RPC x
-  every role.
+  every role; ``tests/integration/test_rbac_matrix.py`` does the same against the real server.
 """
 
 from __future__ import annotations
@@ -23,9 +40,10 @@ PUBLIC: Final = "public"
 """Marker in :data:`METHOD_PERMISSIONS`: no access token needed."""
 
 # -- permissions ------------------------------------------------------------------------------
-AUTH_SELF = "auth.self"  # own identity and session: WhoAmI, Logout (later: change own password, TOTP)
+AUTH_SELF = "auth.self"  # own identity and session: WhoAmI, Logout, own password, own TOTP
 ORDERS_READ = "orders.read"
-ORDERS_WRITE = "orders.write"
+ORDERS_WRITE = "orders.write"  # submit orders
+ORDERS_CANCEL = "orders.cancel"  # cancel orders (risk managers may cancel but not submit)
 PORTFOLIO_READ = "portfolio.read"
 STRATEGIES_READ = "strategies.read"
 STRATEGIES_WRITE = "strategies.write"
@@ -34,13 +52,21 @@ RISK_WRITE = "risk.write"  # limits, circuit-breaker reset
 RISK_KILL_SWITCH_ENGAGE = "risk.kill_switch.engage"
 RISK_KILL_SWITCH_RELEASE = "risk.kill_switch.release"
 MARKETDATA_READ = "marketdata.read"
-ADMIN_READ = "admin.read"  # version, status, replay progress (later: users, audit)
-ADMIN_WRITE = "admin.write"  # replay control (later: users, vault)
+ADMIN_READ = "admin.read"  # version, status, replay progress
+ADMIN_WRITE = "admin.write"  # replay control
+VAULT_READ = "vault.read"  # vault status, credential metadata (never the secret itself)
+VAULT_WRITE = "vault.write"  # create / rotate / delete credentials
+VAULT_UNSEAL = "vault.unseal"  # unseal and seal
+VAULT_ADMIN = "vault.admin"  # initialise, change passphrase, rotate the data key
+USERS_READ = "users.read"  # list users, sessions, service tokens
+USERS_WRITE = "users.write"  # create / update users, reset credentials, revoke, service tokens
+AUDIT_READ = "audit.read"  # read, verify and export the audit log
 
 PERMISSIONS: Final[tuple[str, ...]] = (
     AUTH_SELF,
     ORDERS_READ,
     ORDERS_WRITE,
+    ORDERS_CANCEL,
     PORTFOLIO_READ,
     STRATEGIES_READ,
     STRATEGIES_WRITE,
@@ -51,22 +77,39 @@ PERMISSIONS: Final[tuple[str, ...]] = (
     MARKETDATA_READ,
     ADMIN_READ,
     ADMIN_WRITE,
+    VAULT_READ,
+    VAULT_WRITE,
+    VAULT_UNSEAL,
+    VAULT_ADMIN,
+    USERS_READ,
+    USERS_WRITE,
+    AUDIT_READ,
 )
 
-READS: Final = frozenset({AUTH_SELF} | {p for p in PERMISSIONS if p.endswith(".read")})
-"""Every read permission plus ``auth.self`` (every signed-in user may see and end its own session)."""
+READS: Final = frozenset({
+    AUTH_SELF, ORDERS_READ, PORTFOLIO_READ, STRATEGIES_READ, RISK_READ, MARKETDATA_READ, ADMIN_READ,
+})
+"""The trading reads plus ``auth.self`` (every signed-in user may see and end its own session,
+change its own password and enroll its own TOTP). Deliberately NOT every ``*.read``:
+``vault.read``, ``users.read`` and ``audit.read`` are granted per role."""
 
 # -- roles ------------------------------------------------------------------------------------
 ROLE_PERMISSIONS: Final[Mapping[str, frozenset[str]]] = {
+    # role          permissions
     "admin": frozenset(PERMISSIONS),
-    # A trader may stop trading (engage the kill switch); only an admin may resume it.
-    "trader": READS | {ORDERS_WRITE, STRATEGIES_WRITE, RISK_KILL_SWITCH_ENGAGE},
+    # A trader may stop trading (engage the kill switch); only an admin or a risk manager may
+    # resume it. Traders see which credentials exist (vault.read), never the secrets.
+    "trader": READS | {ORDERS_WRITE, ORDERS_CANCEL, STRATEGIES_WRITE, RISK_KILL_SWITCH_ENGAGE, VAULT_READ},
+    # A risk manager sets limits, engages and releases the kill switch and may cancel (not submit).
+    "risk_manager": READS | {RISK_WRITE, RISK_KILL_SWITCH_ENGAGE, RISK_KILL_SWITCH_RELEASE, ORDERS_CANCEL},
+    "analyst": READS,
+    # An auditor reads the audit log and the user list, changes nothing.
+    "auditor": READS | {AUDIT_READ, USERS_READ},
     "viewer": READS,
-    # The Security issue adds, one line each: "risk_manager", "analyst", "auditor".
 }
 
 ROLES: Final[tuple[str, ...]] = tuple(ROLE_PERMISSIONS)
-"""("admin", "trader", "viewer"), in ROLE_PERMISSIONS order."""
+"""("admin", "trader", "risk_manager", "analyst", "auditor", "viewer"), in ROLE_PERMISSIONS order."""
 
 # -- RPCs -------------------------------------------------------------------------------------
 PUBLIC_METHOD_PREFIXES: Final[tuple[str, ...]] = (
@@ -82,9 +125,12 @@ METHOD_PERMISSIONS: Final[Mapping[str, str]] = {
     "/lyra.v1.AuthService/Refresh": PUBLIC,
     "/lyra.v1.AuthService/Logout": AUTH_SELF,
     "/lyra.v1.AuthService/WhoAmI": AUTH_SELF,
+    "/lyra.v1.AuthService/BeginTotpEnrollment": AUTH_SELF,
+    "/lyra.v1.AuthService/ConfirmTotpEnrollment": AUTH_SELF,
+    "/lyra.v1.AuthService/ChangePassword": AUTH_SELF,
     # OrderService
     "/lyra.v1.OrderService/SubmitOrder": ORDERS_WRITE,
-    "/lyra.v1.OrderService/CancelOrder": ORDERS_WRITE,
+    "/lyra.v1.OrderService/CancelOrder": ORDERS_CANCEL,
     "/lyra.v1.OrderService/GetOrder": ORDERS_READ,
     "/lyra.v1.OrderService/ListOrders": ORDERS_READ,
     "/lyra.v1.OrderService/ListFills": ORDERS_READ,
@@ -116,7 +162,81 @@ METHOD_PERMISSIONS: Final[Mapping[str, str]] = {
     "/lyra.v1.AdminService/GetReplayProgress": ADMIN_READ,
     "/lyra.v1.AdminService/StartReplay": ADMIN_WRITE,
     "/lyra.v1.AdminService/PauseReplay": ADMIN_WRITE,
+    # VaultService
+    "/lyra.v1.VaultService/GetVaultStatus": VAULT_READ,
+    "/lyra.v1.VaultService/ListCredentials": VAULT_READ,
+    "/lyra.v1.VaultService/GetCredential": VAULT_READ,
+    "/lyra.v1.VaultService/InitializeVault": VAULT_ADMIN,
+    "/lyra.v1.VaultService/ChangeVaultPassphrase": VAULT_ADMIN,
+    "/lyra.v1.VaultService/RotateDataKey": VAULT_ADMIN,
+    "/lyra.v1.VaultService/UnsealVault": VAULT_UNSEAL,
+    "/lyra.v1.VaultService/SealVault": VAULT_UNSEAL,
+    "/lyra.v1.VaultService/CreateCredential": VAULT_WRITE,
+    "/lyra.v1.VaultService/RotateCredential": VAULT_WRITE,
+    "/lyra.v1.VaultService/ConfirmCredentialRotation": VAULT_WRITE,
+    "/lyra.v1.VaultService/AbortCredentialRotation": VAULT_WRITE,
+    "/lyra.v1.VaultService/DeleteCredential": VAULT_WRITE,
+    # UserService
+    "/lyra.v1.UserService/ListUsers": USERS_READ,
+    "/lyra.v1.UserService/GetUser": USERS_READ,
+    "/lyra.v1.UserService/ListSessions": USERS_READ,
+    "/lyra.v1.UserService/ListServiceTokens": USERS_READ,
+    "/lyra.v1.UserService/CreateUser": USERS_WRITE,
+    "/lyra.v1.UserService/UpdateUser": USERS_WRITE,
+    "/lyra.v1.UserService/ResetPassword": USERS_WRITE,
+    "/lyra.v1.UserService/ResetTotp": USERS_WRITE,
+    "/lyra.v1.UserService/RevokeSession": USERS_WRITE,
+    "/lyra.v1.UserService/CreateServiceToken": USERS_WRITE,
+    "/lyra.v1.UserService/RevokeServiceToken": USERS_WRITE,
+    # AuditService
+    "/lyra.v1.AuditService/ListAuditRecords": AUDIT_READ,
+    "/lyra.v1.AuditService/VerifyAuditChain": AUDIT_READ,
+    "/lyra.v1.AuditService/ExportAuditRecords": AUDIT_READ,
 }
+
+MUTATING_METHODS: Final[frozenset[str]] = frozenset({
+    # AuthService: every call that creates, rotates or ends a session or changes credentials.
+    "/lyra.v1.AuthService/Login",
+    "/lyra.v1.AuthService/Refresh",
+    "/lyra.v1.AuthService/Logout",
+    "/lyra.v1.AuthService/BeginTotpEnrollment",
+    "/lyra.v1.AuthService/ConfirmTotpEnrollment",
+    "/lyra.v1.AuthService/ChangePassword",
+    # Trading
+    "/lyra.v1.OrderService/SubmitOrder",
+    "/lyra.v1.OrderService/CancelOrder",
+    "/lyra.v1.StrategyService/CreateStrategy",
+    "/lyra.v1.StrategyService/StartStrategy",
+    "/lyra.v1.StrategyService/StopStrategy",
+    "/lyra.v1.RiskService/UpdateRiskLimits",
+    "/lyra.v1.RiskService/EngageKillSwitch",
+    "/lyra.v1.RiskService/ReleaseKillSwitch",
+    "/lyra.v1.RiskService/ResetCircuitBreaker",
+    "/lyra.v1.AdminService/StartReplay",
+    "/lyra.v1.AdminService/PauseReplay",
+    # VaultService: everything but Get*/List*
+    "/lyra.v1.VaultService/InitializeVault",
+    "/lyra.v1.VaultService/UnsealVault",
+    "/lyra.v1.VaultService/SealVault",
+    "/lyra.v1.VaultService/ChangeVaultPassphrase",
+    "/lyra.v1.VaultService/RotateDataKey",
+    "/lyra.v1.VaultService/CreateCredential",
+    "/lyra.v1.VaultService/RotateCredential",
+    "/lyra.v1.VaultService/ConfirmCredentialRotation",
+    "/lyra.v1.VaultService/AbortCredentialRotation",
+    "/lyra.v1.VaultService/DeleteCredential",
+    # UserService writes
+    "/lyra.v1.UserService/CreateUser",
+    "/lyra.v1.UserService/UpdateUser",
+    "/lyra.v1.UserService/ResetPassword",
+    "/lyra.v1.UserService/ResetTotp",
+    "/lyra.v1.UserService/RevokeSession",
+    "/lyra.v1.UserService/CreateServiceToken",
+    "/lyra.v1.UserService/RevokeServiceToken",
+})
+"""Every RPC that changes state. The audit log records each call to one of these (allowed or
+denied) and every denied call to any method. ``tests/unit/test_interceptor.py`` checks it against
+the RPC names."""
 
 
 class UnknownMethod(LyraError):
@@ -138,6 +258,45 @@ class PermissionDenied(LyraError):
         super().__init__(f"permission {permission!r} required; {who} does not have it")
         self.permission = permission
         self.role = role
+
+
+MFA_ENROLLMENT_REQUIRED_MESSAGE = "TOTP enrollment required: run `lyractl totp enroll`"
+
+MFA_PENDING_ALLOWED_METHODS: Final[frozenset[str]] = frozenset({
+    "/lyra.v1.AuthService/WhoAmI",
+    "/lyra.v1.AuthService/BeginTotpEnrollment",
+    "/lyra.v1.AuthService/ConfirmTotpEnrollment",
+    "/lyra.v1.AuthService/ChangePassword",
+    "/lyra.v1.AuthService/Logout",
+})
+"""What a session marked ``mfa_pending`` (role in ``auth.totp_required_roles``, TOTP not yet
+enrolled) may call; anything else is PERMISSION_DENIED :data:`MFA_ENROLLMENT_REQUIRED_MESSAGE`
+(public methods are unaffected)."""
+
+SERVICE_TOKEN_FORBIDDEN_METHODS: Final[frozenset[str]] = frozenset({
+    "/lyra.v1.AuthService/BeginTotpEnrollment",
+    "/lyra.v1.AuthService/ConfirmTotpEnrollment",
+    "/lyra.v1.AuthService/ChangePassword",
+})
+"""Self-service credential RPCs that a service-account token may not call, whatever its role."""
+
+
+class MfaEnrollmentRequired(PermissionDenied):
+    """The caller's session must enroll TOTP before calling this method (PERMISSION_DENIED)."""
+
+    def __init__(self) -> None:
+        LyraError.__init__(self, MFA_ENROLLMENT_REQUIRED_MESSAGE)
+        self.permission = "auth.mfa"
+        self.role = None
+
+
+class ServiceTokenForbidden(PermissionDenied):
+    """A service-account token called a user-only RPC (PERMISSION_DENIED)."""
+
+    def __init__(self, what: str) -> None:
+        LyraError.__init__(self, f"{what} is for user sessions only; service tokens cannot call it")
+        self.permission = "auth.self"
+        self.role = None
 
 
 def required_permission(method: str, table: Mapping[str, str] = METHOD_PERMISSIONS) -> str:

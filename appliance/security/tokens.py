@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import re
 import secrets
 from dataclasses import dataclass, field
 
@@ -33,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.engine.clock import NS_PER_SECOND, Clock
-from appliance.model.errors import LyraError
+from appliance.model.errors import LyraError, NotFoundError, ValidationError
 from appliance.store.db import Database
 
 ALGORITHM = "EdDSA"
@@ -54,9 +56,11 @@ class InvalidToken(LyraError):
 
     Reasons: ``"malformed token"``, ``"unsupported algorithm"``, ``"unknown signing key"``,
     ``"bad signature"``, ``"invalid token"``, ``"wrong issuer"``, ``"wrong audience"``, ``"missing claim <name>"``,
-    ``"bad claim <name>"``, ``"token expired"``, ``"token issued in the future"``, and from
+    ``"bad claim <name>"``, ``"token expired"``, ``"token issued in the future"``; from
     :meth:`AuthService.authenticate`: ``"session revoked"``, ``"session expired"``,
-    ``"user disabled"``.
+    ``"session idle timeout"``, ``"user disabled"``; for service tokens
+    (:meth:`ServiceTokenStore.verify`): ``"malformed service token"``, ``"unknown service token"``,
+    ``"service token revoked"``, ``"service token expired"``.
     """
 
     def __init__(self, reason: str) -> None:
@@ -256,35 +260,248 @@ class TokenSigner:
         return Claims(**{name: payload[name] for name in _REQUIRED_CLAIMS})
 
 
-def load_or_create_signing_key(db: Database, clock: Clock) -> SigningKey:
+SIGNING_KEY_AD_PREFIX = b"lyra-auth:signing-key:"
+
+
+def _signing_key_ad(key_id: str) -> bytes:
+    return SIGNING_KEY_AD_PREFIX + key_id.encode("utf-8")
+
+
+def _pem_of(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def _ed25519_from_pem(pem: bytes, key_id: str) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"signing key {key_id} is not an Ed25519 private key")
+    return key
+
+
+def load_or_create_signing_key(db: Database, clock: Clock, auth_key: bytes | None = None) -> SigningKey:
     """The newest Ed25519 signing key in ``signing_keys``, creating one on first boot.
 
-    NOTE: the private key is stored as an unencrypted PKCS#8 PEM in the database for now. It
-    moves into the encrypted vault (XChaCha20-Poly1305 under the vault data key) in the vault
-    issue; this function is then the one place to change.
+    Storage: with ``auth_key`` the PKCS#8 PEM is encrypted (XChaCha20-Poly1305, associated data
+    ``"lyra-auth:signing-key:<kid>"``, see :mod:`appliance.security.authkey`) into
+    ``private_key_enc`` and ``private_key_pem`` is ``''``. A plaintext row left by schema <= 4 is
+    encrypted in place at the first load with an auth key (``PRAGMA secure_delete`` is on for that
+    update, so SQLite zeroes the old bytes in the page). Snapshots taken before that upgrade
+    still hold the plaintext key: delete them, or rotate the key by deleting the row.
+    ``auth_key=None`` keeps the key in plaintext: tests only.
 
     Args:
-        db: the database (the insert runs in its own transaction, or the caller's).
+        db: the database (writes run in their own transaction, or the caller's).
         clock: time for ``created_ns``.
+        auth_key: the 32-byte auth key (:func:`~appliance.security.authkey.load_or_create_auth_key`).
 
     Returns:
         :class:`SigningKey`.
 
     Raises:
-        ValueError: the stored PEM is not an Ed25519 private key.
+        ValueError: the stored PEM is not an Ed25519 private key, or the stored key is
+            encrypted and no ``auth_key`` was given.
+        IntegrityError: the encrypted key does not decrypt (wrong auth.key or modified row).
     """
-    row = db.query_one("SELECT key_id, private_key_pem, created_ns FROM signing_keys ORDER BY created_ns DESC, rowid DESC LIMIT 1")
+    from appliance.security.authkey import open_sealed, seal  # local: tokens stays importable without pynacl
+
+    row = db.query_one(
+        "SELECT key_id, private_key_pem, created_ns, private_key_enc FROM signing_keys ORDER BY created_ns DESC, rowid DESC LIMIT 1"
+    )
     if row is not None:
-        key = serialization.load_pem_private_key(row[1].encode("ascii"), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"signing key {row[0]} is not an Ed25519 private key")
-        return SigningKey(row[0], key, row[2])
+        key_id, pem, created_ns, enc = row
+        if enc is not None:
+            if auth_key is None:
+                raise ValueError(f"signing key {key_id} is encrypted; the auth key is needed to load it")
+            plain = open_sealed(auth_key, enc, _signing_key_ad(key_id), what=f"signing key {key_id}")
+            return SigningKey(key_id, _ed25519_from_pem(plain, key_id), created_ns)
+        key = _ed25519_from_pem(pem.encode("ascii"), key_id)
+        if auth_key is not None:  # migrate the plaintext row
+            sealed = seal(auth_key, pem.encode("ascii"), _signing_key_ad(key_id))
+            previous = db.scalar("PRAGMA secure_delete")
+            db.execute("PRAGMA secure_delete = ON")
+            try:
+                with db.transaction():
+                    db.execute("UPDATE signing_keys SET private_key_enc = ?, private_key_pem = '' WHERE key_id = ?", (sealed, key_id))
+            finally:
+                db.execute(f"PRAGMA secure_delete = {int(previous or 0)}")
+        return SigningKey(key_id, key, created_ns)
     key = Ed25519PrivateKey.generate()
     key_id = key_id_for(key.public_key())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode("ascii")
+    pem_bytes = _pem_of(key)
     created_ns = clock.now_ns()
     with db.transaction():
-        db.execute("INSERT INTO signing_keys(key_id, private_key_pem, created_ns) VALUES (?,?,?)", (key_id, pem, created_ns))
+        if auth_key is None:
+            db.execute("INSERT INTO signing_keys(key_id, private_key_pem, created_ns) VALUES (?,?,?)", (key_id, pem_bytes.decode("ascii"), created_ns))
+        else:
+            db.execute(
+                "INSERT INTO signing_keys(key_id, private_key_pem, created_ns, private_key_enc) VALUES (?,'',?,?)",
+                (key_id, created_ns, seal(auth_key, pem_bytes, _signing_key_ad(key_id))),
+            )
     return SigningKey(key_id, key, created_ns)
+
+
+# == service-account API tokens ===============================================================
+SERVICE_TOKEN_PREFIX = "lyst_"
+MIN_SERVICE_TOKEN_TTL_S = 3600
+MAX_SERVICE_TOKEN_TTL_S = 365 * 86_400
+LAST_USED_WRITE_INTERVAL_NS = 60 * NS_PER_SECOND
+"""``last_used_ns`` of sessions and service tokens is written at most once a minute."""
+
+_SERVICE_TOKEN_RE = re.compile(r"lyst_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+_SERVICE_TOKEN_NAME_RE = re.compile(r"[a-z0-9_.-]{3,64}")
+
+
+def hash_service_secret(secret: str) -> str:
+    """SHA-256 hex of a service token's secret part (256 random bits: a fast hash suffices)."""
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+def is_service_token(token: object) -> bool:
+    """True if ``token`` looks like a service token (``lyst_`` prefix), not a JWT."""
+    return isinstance(token, str) and token.startswith(SERVICE_TOKEN_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceToken:
+    """A service-account token's metadata (never its secret).
+
+    Attributes:
+        token_id: 16 hex characters, the public part of the token.
+        name: ``[a-z0-9_.-]{3,64}``, unique among live tokens is NOT required.
+        role: the role the token acts with.
+        created_by: username of the admin who created it.
+        created_ns, expires_ns, last_used_ns: ns since the epoch (last_used_ns 0 = never;
+            written at most once a minute).
+        revoked: revoked tokens stop working at once.
+    """
+
+    token_id: str
+    name: str
+    role: str
+    created_by: str
+    created_ns: int
+    expires_ns: int
+    revoked: bool
+    last_used_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedServiceToken:
+    """:meth:`ServiceTokenStore.create`'s answer: ``token`` is shown once (not in repr)."""
+
+    token: str = field(repr=False)
+    info: ServiceToken
+
+
+_ST_COLUMNS = "token_id, name, role, created_by, created_ns, expires_ns, revoked, last_used_ns"
+
+
+def _service_token(row: tuple) -> ServiceToken:
+    return ServiceToken(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), row[7] or 0)
+
+
+class ServiceTokenStore:
+    """Service-account API tokens in ``service_tokens``.
+
+    Token text: ``"lyst_<token_id>_<secret>"``, token_id = 16 hex characters (64 random bits,
+    public, for lookup and listing), secret = ``secrets.token_urlsafe(32)`` (256 bits). Only
+    SHA-256(secret) is stored; verification compares in constant time.
+
+    Journal events (aggregate ``"service_token"``): ``ServiceTokenCreated`` {token_id, name, role,
+    created_by, expires_ns}, ``ServiceTokenRevoked`` {token_id, name}. Never the token.
+
+    Args:
+        db, journal, clock: as everywhere.
+    """
+
+    def __init__(self, db: Database, journal, clock: Clock) -> None:
+        self.db = db
+        self.journal = journal
+        self.clock = clock
+
+    def create(self, name: str, role: str, ttl_s: int, created_by: str) -> IssuedServiceToken:
+        """Create a token.
+
+        Args:
+            name: ``[a-z0-9_.-]{3,64}`` (what it is for, e.g. ``"grafana"``).
+            role: one of the roles.
+            ttl_s: lifetime in seconds, 3600 (1 h) .. 31 536 000 (365 days).
+            created_by: the creating user's name (for the record).
+
+        Raises:
+            ValidationError: ``name``, ``role`` or ``ttl_seconds`` out of bounds.
+        """
+        from appliance.security.users import unit_of_work, validate_role
+
+        if not isinstance(name, str) or not _SERVICE_TOKEN_NAME_RE.fullmatch(name):
+            raise ValidationError("name", "must be 3 to 64 characters of a-z, 0-9, '_', '.', '-'")
+        validate_role(role)
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not MIN_SERVICE_TOKEN_TTL_S <= ttl_s <= MAX_SERVICE_TOKEN_TTL_S:
+            raise ValidationError("ttl_seconds", f"must be between {MIN_SERVICE_TOKEN_TTL_S} (1 hour) and {MAX_SERVICE_TOKEN_TTL_S} (1 year)")
+        now = self.clock.now_ns()
+        token_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        info = ServiceToken(token_id, name, role, created_by, now, now + ttl_s * NS_PER_SECOND, False, 0)
+        with unit_of_work(self.db, self.journal):
+            self.db.execute(
+                "INSERT INTO service_tokens(token_id, name, role, secret_hash, created_by, created_ns, expires_ns, revoked) "
+                "VALUES (?,?,?,?,?,?,?,0)",
+                (token_id, name, role, hash_service_secret(secret), created_by, now, info.expires_ns),
+            )
+            self.journal.append(now, "ServiceTokenCreated", "service_token", token_id,
+                                {"token_id": token_id, "name": name, "role": role, "created_by": created_by, "expires_ns": info.expires_ns})
+        return IssuedServiceToken(f"{SERVICE_TOKEN_PREFIX}{token_id}_{secret}", info)
+
+    def list(self, include_revoked: bool = False) -> list[ServiceToken]:
+        """Tokens by creation time (revoked ones only with ``include_revoked``)."""
+        where = "" if include_revoked else " WHERE revoked = 0"
+        return [_service_token(r) for r in self.db.query(f"SELECT {_ST_COLUMNS} FROM service_tokens{where} ORDER BY created_ns, token_id")]
+
+    def get(self, token_id: str) -> ServiceToken:
+        """Raises NotFoundError: no token with that id."""
+        row = self.db.query_one(f"SELECT {_ST_COLUMNS} FROM service_tokens WHERE token_id = ?", (token_id,))
+        if row is None:
+            raise NotFoundError(f"service token {token_id!r} not found")
+        return _service_token(row)
+
+    def revoke(self, token_id: str) -> ServiceToken:
+        """Revoke a token (effective on its next call). Idempotent.
+
+        Raises:
+            NotFoundError: no token with that id.
+        """
+        from appliance.security.users import unit_of_work
+
+        token = self.get(token_id)
+        if token.revoked:
+            return token
+        now = self.clock.now_ns()
+        with unit_of_work(self.db, self.journal):
+            self.db.execute("UPDATE service_tokens SET revoked = 1, revoked_ns = ? WHERE token_id = ?", (now, token_id))
+            self.journal.append(now, "ServiceTokenRevoked", "service_token", token_id, {"token_id": token_id, "name": token.name})
+        return self.get(token_id)
+
+    def verify(self, token: str) -> ServiceToken:
+        """Check a presented service token and note its use (at most one write a minute).
+
+        Raises:
+            InvalidToken: ``"malformed service token"``, ``"unknown service token"`` (also for a
+                wrong secret), ``"service token revoked"``, ``"service token expired"``.
+        """
+        match = _SERVICE_TOKEN_RE.fullmatch(token) if isinstance(token, str) and len(token) <= 128 else None
+        if match is None:
+            raise InvalidToken("malformed service token")
+        token_id, secret = match.groups()
+        row = self.db.query_one(f"SELECT {_ST_COLUMNS}, secret_hash FROM service_tokens WHERE token_id = ?", (token_id,))
+        if row is None or not hmac.compare_digest(row[-1], hash_service_secret(secret)):
+            raise InvalidToken("unknown service token")
+        info = _service_token(row[:-1])
+        if info.revoked:
+            raise InvalidToken("service token revoked")
+        now = self.clock.now_ns()
+        if now >= info.expires_ns:
+            raise InvalidToken("service token expired")
+        if now - info.last_used_ns >= LAST_USED_WRITE_INTERVAL_NS:
+            with self.db.transaction():
+                self.db.execute("UPDATE service_tokens SET last_used_ns = ? WHERE token_id = ?", (now, token_id))
+        return info

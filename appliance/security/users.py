@@ -10,8 +10,11 @@ UserCreated           {user_id, username, role}
 UserDisabled          {user_id, username, sessions_revoked}
 UserEnabled           {user_id, username}
 UserRoleChanged       {user_id, username, old_role, new_role, sessions_revoked}
-UserPasswordChanged   {user_id, username, sessions_revoked}
+UserPasswordChanged   {user_id, username, sessions_revoked, by}  by: self | admin
 UserPasswordRehashed  {user_id}  (Argon2 parameters upgraded at login)
+UserTotpEnrolled      {user_id, username}          (see :mod:`appliance.security.auth`)
+UserTotpReset         {user_id, username, sessions_revoked}
+RecoveryCodeUsed      {user_id, username, remaining}
 ====================  ==============================================================
 """
 
@@ -67,6 +70,7 @@ class User:
         role: one of :data:`~appliance.security.permissions.ROLES`.
         disabled: a disabled user cannot log in and its tokens stop working at once.
         created_ns: creation time, ns since the epoch.
+        totp_enrolled: the user has an active TOTP second factor.
     """
 
     user_id: str
@@ -74,6 +78,7 @@ class User:
     role: str
     disabled: bool
     created_ns: int
+    totp_enrolled: bool = False
 
 
 def validate_username(username: object) -> str:
@@ -113,11 +118,11 @@ def validate_password(password: object) -> str:
     return password
 
 
-_USER_COLUMNS = "user_id, username, role, disabled, created_ns"
+_USER_COLUMNS = "user_id, username, role, disabled, created_ns, totp_secret_enc IS NOT NULL"
 
 
 def _user(row: tuple) -> User:
-    return User(row[0], row[1], row[2], bool(row[3]), row[4])
+    return User(row[0], row[1], row[2], bool(row[3]), row[4], bool(row[5]))
 
 
 class UserStore:
@@ -177,13 +182,15 @@ class UserStore:
         return self.db.scalar("SELECT password_hash FROM users WHERE user_id = ?", (user_id,))
 
     # -- writes ---------------------------------------------------------------------------
-    def create_user(self, username: str, password: str, role: str) -> User:
+    def create_user(self, username: str, password: str, role: str, *, password_hash: str | None = None) -> User:
         """Create an enabled account.
 
         Args:
             username: ``[a-z0-9_.-]{3,64}``.
             password: 12 to 1024 characters.
             role: one of ROLES.
+            password_hash: ``hash_password(password)`` computed by the caller (e.g. in a worker
+                thread so that Argon2 does not stall the engine loop); None hashes here.
 
         Returns:
             The new :class:`User`.
@@ -198,7 +205,8 @@ class UserStore:
         validate_password(password)
         if self.find_by_username(username) is not None:
             raise AlreadyExistsError(f"user {username!r} already exists")
-        password_hash = hash_password(password, params=self.password_params)  # slow: outside the transaction
+        if password_hash is None:
+            password_hash = hash_password(password, params=self.password_params)  # slow: outside the transaction
         user = User(str(uuid.uuid4()), username, role, False, self.clock.now_ns())
         with unit_of_work(self.db, self.journal):
             if self.find_by_username(username) is not None:
@@ -270,22 +278,78 @@ class UserStore:
             )
         return self.get(user.user_id)
 
-    def set_password(self, username: str, password: str) -> User:
-        """Replace a user's password and revoke all its sessions.
+    def set_password(
+        self, username: str, password: str, *, password_hash: str | None = None, keep_session: str | None = None, by: str = "admin"
+    ) -> User:
+        """Replace a user's password and revoke its sessions.
+
+        Args:
+            username: the account.
+            password: the new password (policy-checked).
+            password_hash: its hash computed by the caller (worker thread), or None to hash here.
+            keep_session: a session id NOT to revoke (the caller's own, for a self-service change).
+            by: ``"self"`` or ``"admin"`` (journaled).
 
         Raises:
-            ValidationError: field ``password``.
+            ValidationError: field ``password`` (or ``new_password`` is the caller's business).
             NotFoundError: no such user.
         """
         validate_password(password)
         user = self.get_by_username(username)
-        password_hash = hash_password(password, params=self.password_params)
+        if password_hash is None:
+            password_hash = hash_password(password, params=self.password_params)
         now = self.clock.now_ns()
         with unit_of_work(self.db, self.journal):
             self.db.execute("UPDATE users SET password_hash = ?, updated_ns = ? WHERE user_id = ?", (password_hash, now, user.user_id))
-            revoked = self._revoke_sessions(user.user_id, "password_changed", now)
-            self.journal.append(now, "UserPasswordChanged", "user", user.user_id, {"user_id": user.user_id, "username": username, "sessions_revoked": revoked})
-        return user
+            revoked = self._revoke_sessions(user.user_id, "password_changed", now, keep_session=keep_session)
+            self.journal.append(now, "UserPasswordChanged", "user", user.user_id,
+                                {"user_id": user.user_id, "username": username, "sessions_revoked": revoked, "by": by})
+        return self.get(user.user_id)
+
+    def update(self, username: str, *, role: str | None = None, disabled: bool | None = None) -> User:
+        """Change role and/or disabled in one transaction, revoking the user's sessions.
+
+        Args:
+            username: the account.
+            role: new role, or None to keep it.
+            disabled: new state, or None to keep it.
+
+        Returns:
+            The updated user (unchanged, and nothing journaled, if both already match).
+
+        Raises:
+            ValidationError: field ``role``.
+            NotFoundError: no such user.
+            PreconditionError: the change would leave no enabled admin.
+        """
+        if role is not None:
+            validate_role(role)
+        user = self.get_by_username(username)
+        new_role = user.role if role is None else role
+        new_disabled = user.disabled if disabled is None else bool(disabled)
+        if (new_role, new_disabled) == (user.role, user.disabled):
+            return user
+        was_active_admin = user.role == ADMIN_ROLE and not user.disabled
+        stays_active_admin = new_role == ADMIN_ROLE and not new_disabled
+        if was_active_admin and not stays_active_admin and self.count_active_admins() <= 1:
+            raise PreconditionError(f"cannot change {username!r}: it is the last enabled admin")
+        now = self.clock.now_ns()
+        with unit_of_work(self.db, self.journal):
+            self.db.execute("UPDATE users SET role = ?, disabled = ?, updated_ns = ? WHERE user_id = ?",
+                            (new_role, int(new_disabled), now, user.user_id))
+            reason = "user_disabled" if new_disabled and not user.disabled else "role_changed"
+            revoked = self._revoke_sessions(user.user_id, reason, now)
+            if new_role != user.role:
+                self.journal.append(now, "UserRoleChanged", "user", user.user_id, {
+                    "user_id": user.user_id, "username": username, "old_role": user.role, "new_role": new_role,
+                    "sessions_revoked": revoked})
+            if new_disabled != user.disabled:
+                event = "UserDisabled" if new_disabled else "UserEnabled"
+                payload = {"user_id": user.user_id, "username": username}
+                if new_disabled:
+                    payload["sessions_revoked"] = revoked
+                self.journal.append(now, event, "user", user.user_id, payload)
+        return self.get(user.user_id)
 
     def replace_hash_after_login(self, user_id: str, password_hash: str) -> None:
         """Store a re-computed hash (parameter upgrade) without touching sessions."""
@@ -294,11 +358,19 @@ class UserStore:
             self.db.execute("UPDATE users SET password_hash = ?, updated_ns = ? WHERE user_id = ?", (password_hash, now, user_id))
             self.journal.append(now, "UserPasswordRehashed", "user", user_id, {"user_id": user_id})
 
-    def _revoke_sessions(self, user_id: str, reason: str, now_ns: int) -> int:
-        """Revoke every live session of ``user_id`` (inside the caller's transaction); returns how many."""
-        count = self.db.scalar("SELECT COUNT(*) FROM sessions WHERE user_id = ? AND revoked = 0", (user_id,))
+    def _revoke_sessions(self, user_id: str, reason: str, now_ns: int, *, keep_session: str | None = None) -> int:
+        """Revoke every live session of ``user_id`` but ``keep_session`` (inside the caller's
+        transaction); returns how many."""
+        keep = keep_session or ""
+        count = self.db.scalar("SELECT COUNT(*) FROM sessions WHERE user_id = ? AND revoked = 0 AND session_id != ?", (user_id, keep))
         self.db.execute(
-            "UPDATE sessions SET revoked = 1, revoked_ns = ?, revoke_reason = ? WHERE user_id = ? AND revoked = 0",
-            (now_ns, reason, user_id),
+            "UPDATE sessions SET revoked = 1, revoked_ns = ?, revoke_reason = ? WHERE user_id = ? AND revoked = 0 AND session_id != ?",
+            (now_ns, reason, user_id, keep),
         )
         return int(count)
+
+    def revoke_sessions(self, user_id: str, reason: str, *, keep_session: str | None = None) -> int:
+        """Revoke every live session of ``user_id`` (but ``keep_session``); returns how many."""
+        now = self.clock.now_ns()
+        with unit_of_work(self.db, self.journal):
+            return self._revoke_sessions(user_id, reason, now, keep_session=keep_session)

@@ -34,6 +34,8 @@ import grpc
 
 from appliance.model.errors import (
     AlreadyExistsError,
+    IntegrityError,
+    RateLimitedError,
     NotFoundError,
     PreconditionError,
     RiskRejection,
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 REJECT_RULE_METADATA_KEY = "lyra-reject-rule"
 ERROR_ID_METADATA_KEY = "lyra-error-id"
 
+RETRY_AFTER_METADATA_KEY = "lyra-retry-after-s"
+
 STATUS_BY_EXCEPTION: dict[type[BaseException], grpc.StatusCode] = {
     ValidationError: grpc.StatusCode.INVALID_ARGUMENT,
     NotFoundError: grpc.StatusCode.NOT_FOUND,
@@ -59,6 +63,8 @@ STATUS_BY_EXCEPTION: dict[type[BaseException], grpc.StatusCode] = {
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     UnknownMethod: grpc.StatusCode.PERMISSION_DENIED,
     NotImplementedError: grpc.StatusCode.UNIMPLEMENTED,
+    RateLimitedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    IntegrityError: grpc.StatusCode.DATA_LOSS,
 }
 """Add a row here for a new domain error; nowhere else decides a status code."""
 
@@ -116,6 +122,8 @@ def map_exception(exc: BaseException, *, method: str = "") -> MappedError:
         return MappedError(code, "not implemented")
     if isinstance(exc, RiskRejection):
         return MappedError(code, str(exc), ((REJECT_RULE_METADATA_KEY, exc.rule),))
+    if isinstance(exc, RateLimitedError):
+        return MappedError(code, str(exc), ((RETRY_AFTER_METADATA_KEY, f"{max(exc.retry_after_s, 0):.3f}"),))
     return MappedError(code, str(exc))
 
 

@@ -10,16 +10,26 @@ kinds: unary-unary, unary-stream, stream-unary, stream-stream) so that *inside t
    verified with ``authenticator.authenticate`` (``AuthService.authenticate``): JWT, session not
    revoked, user not disabled. Failure: ``UNAUTHENTICATED`` with a message saying what was
    wrong (missing, malformed, expired, revoked ...) but never the token;
-3. the caller's role must grant the permission, else ``PERMISSION_DENIED`` naming it;
-4. the :class:`~appliance.security.auth.Principal` is exposed to the servicer through
+   Bearer tokens starting with ``lyst_`` are service-account tokens (Principal kind
+   ``"service"``);
+3. the per-credential API rate limit (token bucket per session / service token,
+   ``auth.rate_limit_rps`` / ``auth.rate_limit_burst``): ``RESOURCE_EXHAUSTED`` with trailing
+   metadata ``lyra-retry-after-s``;
+4. a session marked ``mfa_pending`` may only call
+   :data:`~appliance.security.permissions.MFA_PENDING_ALLOWED_METHODS`, and a service token may
+   not call :data:`~appliance.security.permissions.SERVICE_TOKEN_FORBIDDEN_METHODS`
+   (``PERMISSION_DENIED``); then the caller's role must grant the permission, else
+   ``PERMISSION_DENIED`` naming it;
+5. the :class:`~appliance.security.auth.Principal` is exposed to the servicer through
    :func:`current_principal` (a ContextVar; grpc.aio runs each RPC in its own asyncio task,
    so it is per call);
-5. a domain exception raised by the servicer becomes a status via
+6. a domain exception raised by the servicer becomes a status via
    :mod:`appliance.server.errors` (unknown exceptions: ``INTERNAL`` with an error id only);
-6. ``observe(method, code_name, seconds)`` is called once per call (metrics), and
-   ``on_call(CallRecord)`` if given (audit).
+7. ``observe(method, code_name, seconds)`` is called once per call (metrics), and
+   ``on_call(CallRecord)`` if given (audit), with the request message (unary-request calls)
+   and the peer.
 
-Public methods (Login, Refresh, health, reflection) skip 2-4 but still get 5-6.
+Public methods (Login, Refresh, health, reflection) skip 2-5 but still get 6-7.
 
 A servicer may still end a call itself with ``await context.abort(...)`` or
 ``context.set_code(...)``; the interceptor passes that through and records the code.
@@ -32,21 +42,26 @@ import contextvars
 import inspect
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
 
 import grpc
 import grpc.aio
 
-from appliance.security.auth import AuthenticationFailed, Principal
+from appliance.security.auth import SERVICE_KIND, AuthenticationFailed, Principal
 from appliance.security.permissions import (
     METHOD_PERMISSIONS,
+    MFA_PENDING_ALLOWED_METHODS,
     PUBLIC,
+    SERVICE_TOKEN_FORBIDDEN_METHODS,
+    MfaEnrollmentRequired,
     PermissionDenied,
+    ServiceTokenForbidden,
     UnknownMethod,
     has_permission,
     required_permission,
 )
+from appliance.security.ratelimit import TokenBucketLimiter
 from appliance.server.errors import abort_mapped, map_exception
 
 log = logging.getLogger(__name__)
@@ -91,7 +106,11 @@ ObserveHook = Callable[[str, str, float], None]
 
 @dataclass(frozen=True, slots=True)
 class CallRecord:
-    """One finished call, for ``on_call`` (audit). No request content, no token.
+    """One finished call, for ``on_call`` (audit). Never the token.
+
+    ``request`` is the raw request message and MAY CONTAIN SECRETS (passwords, TOTP codes,
+    refresh tokens, credential values): the hook must redact it before storing or logging
+    anything derived from it. It is not in repr.
 
     Attributes:
         method: full method name.
@@ -100,6 +119,9 @@ class CallRecord:
         permission: the permission required (``"public"`` or ``""`` for an unknown method).
         principal: the authenticated caller, None when public or authentication failed.
         error_id: set when an unexpected exception became INTERNAL.
+        request: the request message of a unary-request call (None for request streams, or
+            when the request could not be deserialized).
+        peer: ``context.peer()`` text, e.g. ``"ipv4:127.0.0.1:53122"`` ("" if unknown).
     """
 
     method: str
@@ -108,6 +130,18 @@ class CallRecord:
     permission: str
     principal: Principal | None
     error_id: str | None = None
+    request: Any = field(default=None, repr=False)
+    peer: str = ""
+
+    @property
+    def principal_kind(self) -> str:
+        """``"user"``, ``"service"``, or ``""`` when there is no principal."""
+        return self.principal.kind if self.principal is not None else ""
+
+    @property
+    def credential_id(self) -> str:
+        """The session id (user) or service-token id (service), ``""`` when there is no principal."""
+        return self.principal.credential_id if self.principal is not None else ""
 
 
 def bearer_token(metadata: Sequence[tuple[str, Any]] | None) -> str:
@@ -135,13 +169,22 @@ def bearer_token(metadata: Sequence[tuple[str, Any]] | None) -> str:
 
 
 class _CallState:
-    __slots__ = ("code", "principal", "permission", "error_id")
+    __slots__ = ("code", "principal", "permission", "error_id", "request", "peer")
 
     def __init__(self) -> None:
         self.code: grpc.StatusCode = grpc.StatusCode.OK
         self.principal: Principal | None = None
         self.permission: str = ""
         self.error_id: str | None = None
+        self.request: Any = None
+        self.peer: str = ""
+
+
+def _peer_of(context: Any) -> str:
+    try:
+        return str(context.peer() or "")
+    except Exception:  # noqa: BLE001 - a peer is informational
+        return ""
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -154,6 +197,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         on_call: optional hook given a :class:`CallRecord` per finished call (audit).
         timer: monotonic seconds for durations (``time.perf_counter``); durations are not
             domain time, so they do not come from the engine Clock.
+        rate_limit: per-credential API rate limit: a :class:`~appliance.security.ratelimit.TokenBucketLimiter`,
+            or ``(calls_per_second, burst)``; None = unlimited.
 
     Hooks must be quick and must not raise; an exception from a hook is logged and ignored.
     """
@@ -166,12 +211,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         observe: ObserveHook | None = None,
         on_call: Callable[[CallRecord], None] | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        rate_limit: TokenBucketLimiter | tuple[float, int] | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.method_permissions = method_permissions
         self.observe = observe
         self.on_call = on_call
         self.timer = timer
+        if isinstance(rate_limit, tuple):
+            rate_limit = TokenBucketLimiter(rate_limit[0], rate_limit[1])
+        self.rate_limiter: TokenBucketLimiter | None = rate_limit
 
     async def intercept_service(
         self,
@@ -185,11 +234,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     # -- the checks ---------------------------------------------------------------------------
     def _authorize(self, method: str, metadata: Sequence[tuple[str, Any]] | None, state: _CallState) -> Principal | None:
-        """Steps 1-3. Returns the principal (None for a public method).
+        """Steps 1-4. Returns the principal (None for a public method).
 
         Raises:
             AuthenticationFailed, InvalidToken: UNAUTHENTICATED.
-            UnknownMethod, PermissionDenied: PERMISSION_DENIED.
+            RateLimitedError: RESOURCE_EXHAUSTED (lyra-retry-after-s).
+            UnknownMethod, PermissionDenied (MfaEnrollmentRequired, ServiceTokenForbidden):
+                PERMISSION_DENIED.
         """
         try:
             permission = required_permission(method, self.method_permissions)
@@ -200,8 +251,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return None
         principal = self.authenticator.authenticate(bearer_token(metadata))
         state.principal = principal
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire(principal.credential_id)
         if permission is None:
             raise UnknownMethod(method)
+        if getattr(principal, "mfa_pending", False) and method not in MFA_PENDING_ALLOWED_METHODS:
+            raise MfaEnrollmentRequired()
+        if getattr(principal, "kind", "user") == SERVICE_KIND and method in SERVICE_TOKEN_FORBIDDEN_METHODS:
+            raise ServiceTokenForbidden(method.rpartition("/")[2])
         if not has_permission(principal.role, permission):
             raise PermissionDenied(permission, principal.role)
         return principal
@@ -222,6 +279,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             state = _CallState()
+            state.request = None if inspect.isasyncgen(request) or hasattr(request, "__aiter__") else request
+            state.peer = _peer_of(context)
             start = self.timer()
             reset = None
             try:
@@ -252,6 +311,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             state = _CallState()
+            state.request = None if inspect.isasyncgen(request) or hasattr(request, "__aiter__") else request
+            state.peer = _peer_of(context)
             start = self.timer()
             reset = None
             try:
@@ -288,7 +349,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("observe hook failed for %s", method)
         if self.on_call is not None:
             try:
-                self.on_call(CallRecord(method, code_name, seconds, state.permission, state.principal, state.error_id))
+                self.on_call(CallRecord(method, code_name, seconds, state.permission, state.principal, state.error_id,
+                                        state.request, state.peer))
             except Exception:  # noqa: BLE001
                 log.exception("on_call hook failed for %s", method)
 

@@ -7,7 +7,8 @@ Checks, each naming what is wrong:
 * every fill has exactly one ``OrderFilled`` journal event, and vice versa;
 * every order's ``filled_qty`` equals the sum of its fills, and FILLED means fully filled;
 * balances and positions equal what the starting balances and the fills alone give
-  (:func:`appliance.model.position.recompute_from_fills`).
+  (:func:`appliance.model.position.recompute_from_fills`);
+* the audit log's hash chain is intact (:meth:`appliance.security.audit.AuditLog.verify`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from appliance.store.db import Database
 def check_consistency(db: Database) -> list[str]:
     """Return a list of problems (empty when the database is consistent)."""
     problems: list[str] = []
+    latest = len(Database.migrations())
+    if db.schema_version() != latest:
+        return [f"schema version {db.schema_version()} but this lyrad expects {latest}: start lyrad once to migrate"]
     integrity = db.integrity_check()
     if integrity != "ok":
         problems.append(f"sqlite integrity_check: {integrity}")
@@ -68,4 +72,10 @@ def check_consistency(db: Database) -> list[str]:
         expected = (pos.qty, pos.avg_price, pos.realized_pnl) if pos else (0, 0, 0)
         if (Decimal(qty), Decimal(avg), Decimal(realized)) != expected:
             problems.append(f"position {symbol}@{venue}: stored ({qty}, {avg}, {realized}) != recomputed {expected}")
+    from appliance.engine.clock import LiveClock  # local: store code does not depend on security
+    from appliance.security.audit import AuditLog
+
+    chain = AuditLog(db, LiveClock()).verify()
+    if not chain.ok:
+        problems.append(f"audit log: record {chain.first_broken_seq}: {chain.reason}")
     return problems

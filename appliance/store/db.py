@@ -40,6 +40,9 @@ class Database:
             # crash or power loss can drop the last transactions (never corrupt). FULL is configurable.
             self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
+        # overwrite deleted content with zeros: old ciphertexts, wrapped keys and token hashes must
+        # not linger in free pages after a rotation or a revocation
+        self.conn.execute("PRAGMA secure_delete=ON")
         if not readonly:
             self.migrate()
 

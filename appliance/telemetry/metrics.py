@@ -33,6 +33,11 @@ class Metrics:
         self.engine_messages = Counter("lyra_engine_messages_total", "Messages handled by the engine", registry=r)
         self.nav = Gauge("lyra_portfolio_nav", "Net asset value in the NAV currency", ["currency"], registry=r)
         self.kill_switch = Gauge("lyra_risk_kill_switch_engaged", "1 while the kill switch is engaged", registry=r)
+        self.credential_age = Gauge("lyra_vault_credential_age_seconds", "Age of each exchange credential's current version",
+                                    ["credential_id", "venue"], registry=r)
+        self.stale_credentials = Gauge("lyra_vault_stale_credentials", "Credentials older than the rotation age (alert when > 0)",
+                                       registry=r)
+        self.vault_sealed = Gauge("lyra_vault_sealed", "1 while the vault is sealed or uninitialized", registry=r)
         for state in OrderStatus:
             self.orders.labels(state.value)
         self._last_state: dict[str, str] = {}
@@ -59,6 +64,16 @@ class Metrics:
             self._last_state.pop(order.client_order_id, None)
         else:
             self._last_state[order.client_order_id] = state
+
+    def set_credential_ages(self, ages: Iterable, sealed: bool) -> None:
+        """Replace the per-credential age series (deleted credentials disappear)."""
+        self.credential_age.clear()
+        stale = 0
+        for age in ages:
+            self.credential_age.labels(age.credential_id, age.venue).set(age.age_s)
+            stale += bool(age.stale)
+        self.stale_credentials.set(stale)
+        self.vault_sealed.set(1 if sealed else 0)
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
         self.rpc_latency.labels(method, code).observe(seconds)

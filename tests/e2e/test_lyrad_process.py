@@ -40,6 +40,8 @@ timeframe = "5m"
 exchanges = ["bittrex"]
 symbols = {json.dumps(SYMBOLS)}
 start = "first_strategy"
+[auth]
+totp_required_roles = []
 """)
     return config
 

@@ -4,7 +4,9 @@ its own event loop, called through the real SDK (which is synchronous)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import tomllib
 import threading
 from pathlib import Path
 
@@ -24,30 +26,58 @@ def shared_data() -> Path:
     return path
 
 
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def _toml(tables: dict, prefix: str = "") -> str:
+    lines, nested = [], []
+    for key, value in tables.items():
+        if isinstance(value, dict):
+            nested.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    out = ([f"[{prefix}]"] if prefix and lines else []) + lines
+    for key, value in nested:
+        out.append(_toml(value, f"{prefix}.{key}" if prefix else key))
+    return "\n".join(out)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
 def write_config(tmp: Path, symbols=("ADA/BTC", "ETH/BTC", "LTC/BTC"), start="manual", extra: str = "") -> Path:
-    """A config for tests: temp data dir, the real Bittrex 5m candles, ephemeral ports."""
-    text = f"""
-[server]
-listen = "127.0.0.1:0"
-[metrics]
-listen = "127.0.0.1:0"
-[storage]
-data_dir = "{tmp / 'data'}"
-[paper]
-dataset = "{shared_data() / 'candles'}"
-timeframe = "5m"
-exchanges = ["bittrex"]
-symbols = {list(symbols)!r}
-start = "{start}"
-[risk]
-max_order_notional = "0.5"
-max_position_notional = "0.6"
-max_open_orders = 20
-daily_loss_limit = "0.5"
-{extra}
-""".replace("'", '"')
+    """A config for tests: temp data dir, the real Bittrex 5m candles, ephemeral ports.
+
+    ``extra`` is TOML deep-merged over these defaults (so it may set keys of any table).
+    """
+    config = {
+        "server": {"listen": "127.0.0.1:0"},
+        "metrics": {"listen": "127.0.0.1:0"},
+        "storage": {"data_dir": str(tmp / "data")},
+        "paper": {"dataset": str(shared_data() / "candles"), "timeframe": "5m", "exchanges": ["bittrex"],
+                  "symbols": list(symbols), "start": start},
+        # Foundation tests log in without TOTP; MFA is tested on its own.
+        # the per-token rate limit is tested on its own; these tests call as fast as they can
+        "auth": {"totp_required_roles": [], "rate_limit_rps": 10000.0, "rate_limit_burst": 10000},
+        "risk": {"max_order_notional": "0.5", "max_position_notional": "0.6", "max_open_orders": 20,
+                 "daily_loss_limit": "0.5"},
+    }
+    _merge(config, tomllib.loads(extra))
     path = tmp / "lyra.toml"
-    path.write_text(text)
+    path.write_text(_toml(config) + "\n")
     return path
 
 
@@ -86,6 +116,8 @@ class RunningAppliance:
         self.server, self.port = await start_server(self.app, self.config.server.listen)
         self.metrics_server, self.metrics_port = serve(self.app.metrics, "127.0.0.1:0")
         self.app.auth.users.password_params = TEST_ONLY_FAST
+        if self.app.replay_should_autostart():  # as `lyrad run` does after a restart
+            self.app.replay.start()
         self._ready.set()
         await self._stop.wait()
         await self.app.replay.stop()
@@ -124,7 +156,8 @@ class RunningAppliance:
         self.run(wait)
 
     def stop(self) -> None:
-        if self._stop is not None:
+        """Stop gracefully (idempotent)."""
+        if self._stop is not None and self._thread.is_alive():
             self.loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
 

@@ -36,7 +36,8 @@ class Env:
         self.users = UserStore(self.db, self.journal, self.clock, password_params=TEST_ONLY_FAST)
         key = load_or_create_signing_key(self.db, self.clock)
         self.signer = TokenSigner.from_signing_key(key, self.clock, ttl_s=900)
-        self.auth = AuthService(self.db, self.journal, self.users, self.signer, self.clock)
+        # idle timeout off here: these tests slide sessions over days (idle tests: test_lockout.py)
+        self.auth = AuthService(self.db, self.journal, self.users, self.signer, self.clock, idle_timeout_s=None)
 
     def journal_text(self) -> str:
         return "\n".join(json.dumps(e.payload) for e in self.journal.iter_all())

@@ -75,15 +75,24 @@ def test_unknown_methods_are_denied() -> None:
         assert not is_public(method)
 
 
+# Written out independently of permissions.py (the Security issue's role definitions).
+_READS = {"auth.self", "orders.read", "portfolio.read", "strategies.read", "risk.read", "marketdata.read", "admin.read"}
+_EXPECTED_ROLE_PERMISSIONS = {
+    "trader": _READS | {"orders.write", "orders.cancel", "strategies.write", "risk.kill_switch.engage", "vault.read"},
+    "risk_manager": _READS | {"risk.write", "risk.kill_switch.engage", "risk.kill_switch.release", "orders.cancel"},
+    "analyst": _READS,
+    "auditor": _READS | {"audit.read", "users.read"},
+    "viewer": _READS,
+}
+
+
 def _expected(role: str, permission: str) -> bool:
     if permission == PUBLIC:
         return True
     if role == "admin":
         return True
-    if role == "viewer":
-        return permission.endswith(".read") or permission == "auth.self"
-    if role == "trader":
-        return permission.endswith(".read") or permission in {"auth.self", "orders.write", "strategies.write", "risk.kill_switch.engage"}
+    if role in _EXPECTED_ROLE_PERMISSIONS:
+        return permission in _EXPECTED_ROLE_PERMISSIONS[role]
     raise AssertionError(f"add the expectations for new role {role!r}")
 
 
@@ -94,16 +103,48 @@ def test_every_rpc_for_every_role(role: str) -> None:
         assert has_permission(role, permission) == _expected(role, permission), (role, method)
 
 
-def test_kill_switch_trader_may_engage_only_admin_may_release() -> None:
+def test_kill_switch_trader_may_engage_only_admin_and_risk_manager_may_release() -> None:
     engage, release = "/lyra.v1.RiskService/EngageKillSwitch", "/lyra.v1.RiskService/ReleaseKillSwitch"
     assert has_permission("trader", required_permission(engage))
     assert not has_permission("trader", required_permission(release))
     assert has_permission("admin", required_permission(release))
+    assert has_permission("risk_manager", required_permission(release))
     assert not has_permission("viewer", required_permission(engage))
 
 
+def test_cancel_is_separate_from_submit() -> None:
+    submit, cancel = "/lyra.v1.OrderService/SubmitOrder", "/lyra.v1.OrderService/CancelOrder"
+    assert required_permission(cancel) == "orders.cancel"
+    assert has_permission("risk_manager", required_permission(cancel))
+    assert not has_permission("risk_manager", required_permission(submit))
+    assert has_permission("trader", required_permission(cancel)) and has_permission("trader", required_permission(submit))
+
+
+def test_reads_do_not_include_vault_users_or_audit() -> None:
+    from appliance.security.permissions import READS
+
+    assert not {"vault.read", "users.read", "audit.read"} & READS
+    for role in ("viewer", "analyst"):
+        for method in ("/lyra.v1.VaultService/ListCredentials", "/lyra.v1.UserService/ListUsers", "/lyra.v1.AuditService/ListAuditRecords"):
+            assert not has_permission(role, required_permission(method)), (role, method)
+
+
+def test_mutating_methods_are_known_and_reads_are_not_in_it() -> None:
+    from appliance.security.permissions import MUTATING_METHODS
+
+    assert MUTATING_METHODS <= set(all_rpc_methods())
+    for method in all_rpc_methods():
+        name = method.rpartition("/")[2]
+        if name.startswith(("Get", "List", "Stream", "Verify", "Export", "WhoAmI")):
+            assert method not in MUTATING_METHODS, method
+        if name.startswith(("Submit", "Cancel", "Create", "Start", "Stop", "Update", "Engage", "Release", "Reset",
+                            "Revoke", "Delete", "Rotate", "Confirm", "Abort", "Unseal", "Seal", "Initialize",
+                            "Change", "Begin", "Pause", "Login", "Logout", "Refresh")):
+            assert method in MUTATING_METHODS, method
+
+
 def test_roles_and_unknown_role() -> None:
-    assert ROLES == ("admin", "trader", "viewer")
+    assert ROLES == ("admin", "trader", "risk_manager", "analyst", "auditor", "viewer")
     assert ROLE_PERMISSIONS["admin"] == frozenset(PERMISSIONS)
     assert not has_permission("intruder", "orders.read")
 
@@ -191,18 +232,19 @@ def _bytes_handlers() -> grpc.GenericRpcHandler:
 
 
 class Server:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, totp_required_roles=(), rate_limit=None) -> None:
         self.clock = SimClock(T0_NS)
         self.db = Database(path)
         self.journal = Journal(self.db)
         self.users = UserStore(self.db, self.journal, self.clock, password_params=TEST_ONLY_FAST)
         self.signer = TokenSigner.from_signing_key(load_or_create_signing_key(self.db, self.clock), self.clock)
-        self.auth = AuthService(self.db, self.journal, self.users, self.signer, self.clock)
+        self.auth = AuthService(self.db, self.journal, self.users, self.signer, self.clock, totp_required_roles=totp_required_roles)
         for name, role in (("root", "admin"), ("tina", "trader"), ("vera", "viewer")):
             self.users.create_user(name, PASSWORD, role)
         self.observed: list[tuple[str, str, float]] = []
         self.records: list[CallRecord] = []
-        self.interceptor = AuthInterceptor(self.auth, observe=lambda m, c, s: self.observed.append((m, c, s)), on_call=self.records.append)
+        self.interceptor = AuthInterceptor(self.auth, observe=lambda m, c, s: self.observed.append((m, c, s)),
+                                           on_call=self.records.append, rate_limit=rate_limit)
 
     async def start(self) -> None:
         self.server = grpc.aio.server(interceptors=[self.interceptor])
@@ -420,3 +462,96 @@ def test_error_mapping_table() -> None:
     mapped = map_exception(KeyError("secret-key-name"))
     assert mapped.code == grpc.StatusCode.INTERNAL and "secret-key-name" not in mapped.details
     assert map_exception(NotImplementedError("x")).code == grpc.StatusCode.UNIMPLEMENTED
+
+
+# == Security issue: call records, rate limit, MFA gating, service tokens =======================
+async def test_call_record_has_request_peer_and_credential(srv: Server) -> None:
+    login = await srv.login("tina")
+    record = srv.records[-1]
+    assert record.method == "/lyra.v1.AuthService/Login" and record.code_name == "OK"
+    assert isinstance(record.request, auth_pb2.LoginRequest) and record.request.username == "tina"
+    assert "request" not in repr(record) and PASSWORD not in repr(record)  # the raw request is not in repr
+    assert record.peer.startswith("ipv4:127.0.0.1:") or record.peer.startswith("ipv6:")
+    assert record.principal is None and record.principal_kind == "" and record.credential_id == ""
+    await srv.call(SUBMIT, b"payload", token=login.access_token)
+    record = srv.records[-1]
+    assert record.request == b"payload"
+    assert record.principal_kind == "user" and record.credential_id == record.principal.session_id
+    await srv.stream("/lyra.v1.OrderService/StreamOrderEvents", b"x", token=login.access_token)
+    assert srv.records[-1].request == b"x"
+
+
+@pytest.fixture()
+async def limited(tmp_path: Path):
+    from appliance.security.ratelimit import TokenBucketLimiter
+
+    now = [0.0]
+    server = Server(tmp_path / "limited.db", rate_limit=TokenBucketLimiter(1.0, 3, timer=lambda: now[0]))
+    server.now = now
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def test_rate_limit_per_token(limited: Server) -> None:
+    tina = (await limited.login("tina")).access_token
+    other = (await limited.login("tina")).access_token  # another session: its own bucket
+    for _ in range(3):
+        await limited.call(SUBMIT, token=tina)
+    error = await _error(limited.call(SUBMIT, token=tina))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert float(dict(error.trailing_metadata())["lyra-retry-after-s"]) == pytest.approx(1.0)
+    assert tina not in error.details()
+    await limited.call(SUBMIT, token=other)
+    # denied calls consume the bucket too, and public calls are not limited by it
+    limited.now[0] += 1.0
+    await limited.call(SUBMIT, token=tina)
+    assert (await _error(limited.call("/lyra.v1.HiddenService/Backdoor", token=tina))).code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    for _ in range(5):
+        await limited.login("vera")
+
+
+@pytest.fixture()
+async def mfa_srv(tmp_path: Path):
+    server = Server(tmp_path / "mfa.db", totp_required_roles=("admin", "trader"))
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def test_mfa_pending_session_may_only_enroll(mfa_srv: Server) -> None:
+    from appliance.security.permissions import MFA_ENROLLMENT_REQUIRED_MESSAGE
+
+    login = await mfa_srv.login("tina")
+    assert mfa_srv.auth.authenticate(login.access_token).mfa_pending is True
+    metadata = (("authorization", f"Bearer {login.access_token}"),)
+    error = await _error(mfa_srv.call(SUBMIT, token=login.access_token))
+    assert (error.code(), error.details()) == (grpc.StatusCode.PERMISSION_DENIED, MFA_ENROLLMENT_REQUIRED_MESSAGE)
+    error = await _error(mfa_srv.stream("/lyra.v1.OrderService/StreamOrderEvents", token=login.access_token))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    who = await mfa_srv.auth_stub.WhoAmI(auth_pb2.WhoAmIRequest(), metadata=metadata)  # allowed
+    assert who.username == "tina"
+    viewer = await mfa_srv.login("vera")  # not a required role
+    assert mfa_srv.auth.authenticate(viewer.access_token).mfa_pending is False
+    assert await mfa_srv.stream("/lyra.v1.OrderService/StreamOrderEvents", token=viewer.access_token)
+
+
+async def test_service_tokens_through_the_interceptor(srv: Server) -> None:
+    issued = srv.auth.service_tokens.create("robot", "viewer", 3600, "root")
+    assert await srv.stream("/lyra.v1.OrderService/StreamOrderEvents", token=issued.token) == [
+        b"service:robot:0", b"service:robot:1", b"service:robot:2"]
+    assert srv.records[-1].principal_kind == "service" and srv.records[-1].credential_id == issued.info.token_id
+    error = await _error(srv.call(SUBMIT, token=issued.token))  # scoped to its role
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED and "orders.write" in error.details()
+    admin = srv.auth.service_tokens.create("admin-bot", "admin", 3600, "root")
+    assert await srv.call(SUBMIT, token=admin.token) == b"submitted by service:admin-bot"
+    for method in ("BeginTotpEnrollment", "ConfirmTotpEnrollment", "ChangePassword"):
+        error = await _error(srv.call(f"/lyra.v1.AuthService/{method}", token=admin.token))
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED and "service tokens" in error.details(), method
+    srv.auth.service_tokens.revoke(admin.info.token_id)
+    error = await _error(srv.call(SUBMIT, token=admin.token))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED and "service token revoked" in error.details()
+    assert admin.token not in error.details()
+    srv.clock.advance_to(T0_NS + 3600 * NS_PER_SECOND)
+    error = await _error(srv.call("/lyra.v1.OrderService/GetOrder", token=issued.token))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED and "service token expired" in error.details()

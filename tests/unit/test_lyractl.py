@@ -41,7 +41,8 @@ def fake():
 def cfg(tmp_path, monkeypatch) -> Path:
     directory = tmp_path / "lyra-config"
     monkeypatch.setenv("LYRA_CONFIG_DIR", str(directory))
-    for var in ("LYRA_TARGET", "LYRA_PASSWORD", "LYRA_USERNAME", "LYRA_CA_CERT"):
+    for var in ("LYRA_TARGET", "LYRA_PASSWORD", "LYRA_USERNAME", "LYRA_CA_CERT", "LYRA_CLIENT_CERT",
+                "LYRA_CLIENT_KEY", "LYRA_TOKEN", "LYRA_VAULT_PASSPHRASE", "LYRA_VAULT_NEW_PASSPHRASE"):
         monkeypatch.delenv(var, raising=False)
     return directory
 

@@ -221,3 +221,125 @@ def test_signing_key_is_created_once_and_persisted(tmp_path, clock: SimClock) ->
     token = TokenSigner.from_signing_key(first, clock).issue(user_id="u", username="bob", role="viewer", session_id="s").token
     assert TokenSigner.from_signing_key(loaded, clock).verify(token).usr == "bob"
     reopened.close()
+
+
+def test_signing_key_is_stored_encrypted_under_the_auth_key(tmp_path, clock: SimClock) -> None:
+    from appliance.model.errors import IntegrityError
+    from appliance.security.authkey import ephemeral_auth_key
+
+    auth_key = ephemeral_auth_key()
+    db = Database(tmp_path / "lyra.db")
+    key = load_or_create_signing_key(db, clock, auth_key)
+    pem, enc = db.query_one("SELECT private_key_pem, private_key_enc FROM signing_keys")
+    assert pem == "" and isinstance(enc, bytes) and b"PRIVATE KEY" not in enc
+    raw = key.private_key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    assert raw not in enc
+    assert load_or_create_signing_key(db, clock, auth_key).key_id == key.key_id
+    with pytest.raises(ValueError):
+        load_or_create_signing_key(db, clock)  # encrypted and no key given
+    with pytest.raises(IntegrityError):
+        load_or_create_signing_key(db, clock, ephemeral_auth_key())  # another box's key
+    db.close()
+
+
+def test_a_plaintext_signing_key_is_encrypted_in_place_at_first_load(tmp_path, clock: SimClock) -> None:
+    from appliance.security.authkey import ephemeral_auth_key
+
+    db = Database(tmp_path / "lyra.db")
+    legacy = load_or_create_signing_key(db, clock)  # as schema <= 4 stored it
+    assert "PRIVATE KEY" in db.scalar("SELECT private_key_pem FROM signing_keys")
+    token = TokenSigner.from_signing_key(legacy, clock).issue(user_id="u", username="bob", role="viewer", session_id="s").token
+    auth_key = ephemeral_auth_key()
+    migrated = load_or_create_signing_key(db, clock, auth_key)
+    assert migrated.key_id == legacy.key_id
+    assert db.query_one("SELECT private_key_pem, private_key_enc IS NOT NULL FROM signing_keys") == ("", 1)
+    assert TokenSigner.from_signing_key(migrated, clock).verify(token).usr == "bob"  # tokens keep working
+    assert load_or_create_signing_key(db, clock, auth_key).key_id == legacy.key_id
+    db.close()
+
+
+# -- service tokens ------------------------------------------------------------------------
+def test_service_tokens_are_shown_once_and_stored_hashed(tmp_path, clock: SimClock) -> None:
+    from appliance.model.errors import NotFoundError, ValidationError
+    from appliance.security.tokens import ServiceTokenStore, hash_service_secret
+    from appliance.store.journal import Journal
+
+    db = Database(tmp_path / "lyra.db")
+    journal = Journal(db)
+    store = ServiceTokenStore(db, journal, clock)
+    issued = store.create("grafana", "viewer", 3600, "root")
+    prefix, token_id, secret = issued.token.split("_", 2)
+    assert prefix == "lyst" and token_id == issued.info.token_id and len(secret) == 43
+    assert issued.token not in repr(issued)
+    stored = db.query_one("SELECT secret_hash FROM service_tokens")[0]
+    assert stored == hash_service_secret(secret) and secret not in stored
+    dump = repr(db.query("SELECT * FROM service_tokens")) + repr([e.payload for e in journal.iter_all()])
+    assert secret not in dump and issued.token not in dump
+    assert store.verify(issued.token).role == "viewer"
+    # wrong secret, malformed, unknown id
+    for bad, reason in (
+        (f"lyst_{token_id}_{'A' * 43}", "unknown service token"),
+        (f"lyst_0000000000000000_{secret}", "unknown service token"),
+        ("lyst_x", "malformed service token"),
+        (issued.token + "x", "malformed service token"),
+    ):
+        with pytest.raises(InvalidToken) as info:
+            store.verify(bad)
+        assert info.value.reason == reason
+    # expiry on the clock, revocation at once
+    clock.advance_to(T0_NS + 3600 * NS_PER_SECOND)
+    with pytest.raises(InvalidToken, match="expired"):
+        store.verify(issued.token)
+    other = store.create("ci-bot", "trader", 365 * 86_400, "root")
+    assert store.revoke(other.info.token_id).revoked is True
+    with pytest.raises(InvalidToken, match="revoked"):
+        store.verify(other.token)
+    assert [t.token_id for t in store.list()] == [issued.info.token_id]
+    assert len(store.list(include_revoked=True)) == 2
+    with pytest.raises(NotFoundError):
+        store.revoke("ffffffffffffffff")
+    for name, role, ttl, field in (("x", "viewer", 3600, "name"), ("ok-name", "root", 3600, "role"),
+                                   ("ok-name", "viewer", 3599, "ttl_seconds"), ("ok-name", "viewer", 365 * 86_400 + 1, "ttl_seconds")):
+        with pytest.raises(ValidationError) as err:
+            store.create(name, role, ttl, "root")
+        assert err.value.field == field
+    assert {e.type for e in journal.iter_all()} == {"ServiceTokenCreated", "ServiceTokenRevoked"}
+    db.close()
+
+
+def test_service_token_last_use_is_written_at_most_once_a_minute(tmp_path, clock: SimClock) -> None:
+    from appliance.security.tokens import ServiceTokenStore
+    from appliance.store.journal import Journal
+
+    db = Database(tmp_path / "lyra.db")
+    store = ServiceTokenStore(db, Journal(db), clock)
+    issued = store.create("grafana", "viewer", 3600, "root")
+    store.verify(issued.token)
+    assert store.get(issued.info.token_id).last_used_ns == T0_NS
+    clock.advance_to(T0_NS + 30 * NS_PER_SECOND)
+    store.verify(issued.token)
+    assert store.get(issued.info.token_id).last_used_ns == T0_NS
+    clock.advance_to(T0_NS + 61 * NS_PER_SECOND)
+    store.verify(issued.token)
+    assert store.get(issued.info.token_id).last_used_ns == T0_NS + 61 * NS_PER_SECOND
+    db.close()
+
+
+def test_auth_key_file_is_created_private_and_refused_when_readable(tmp_path) -> None:
+    import os
+    import stat
+
+    from appliance.security.authkey import AuthKeyError, load_or_create_auth_key
+
+    key = load_or_create_auth_key(tmp_path)
+    path = tmp_path / "auth.key"
+    assert len(key) == 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_or_create_auth_key(tmp_path) == key
+    for mode in (0o640, 0o604, 0o660):
+        os.chmod(path, mode)
+        with pytest.raises(AuthKeyError, match="group or others"):
+            load_or_create_auth_key(tmp_path)
+    os.chmod(path, 0o600)
+    path.write_bytes(b"short")
+    with pytest.raises(AuthKeyError, match="32 bytes"):
+        load_or_create_auth_key(tmp_path)

@@ -39,7 +39,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return self._progress(self.app.replay.progress())
 
     async def StartReplay(self, request, context):
-        return self._progress(self.app.replay.start())
+        return self._progress(await self.app.engine.call(self.app.start_replay))
 
     async def PauseReplay(self, request, context):
-        return self._progress(self.app.replay.pause())
+        return self._progress(await self.app.engine.call(self.app.pause_replay))

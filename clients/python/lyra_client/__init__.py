@@ -12,10 +12,12 @@ Methods return the protobuf response messages of ``lyra.v1`` (decimals are strin
 from .client import DEFAULT_TARGET, LyraClient
 from .errors import (
     AlreadyExists,
+    DataLoss,
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     LyraError,
+    MfaRequired,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
@@ -26,11 +28,13 @@ from .errors import (
 __all__ = [
     "DEFAULT_TARGET",
     "AlreadyExists",
+    "DataLoss",
     "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidArgument",
     "LyraClient",
     "LyraError",
+    "MfaRequired",
     "NotFound",
     "PermissionDenied",
     "ResourceExhausted",

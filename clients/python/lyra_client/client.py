@@ -7,13 +7,21 @@ page tokens and yield the individual resources. :func:`lyra_client.convert.to_di
 of them into JSON-ready dicts.
 
 Errors: every failed call raises :class:`lyra_client.errors.LyraError` or a subclass
-(``Unauthenticated``, ``PermissionDenied``, ``InvalidArgument``, ``FailedPrecondition``,
-``NotFound``, ``AlreadyExists``, ``ResourceExhausted``, ``Unavailable``, ``DeadlineExceeded``);
-invalid arguments detected before the call raise ``ValueError``/``TypeError``.
+(``Unauthenticated`` and its ``MfaRequired``, ``PermissionDenied``, ``InvalidArgument``,
+``FailedPrecondition``, ``NotFound``, ``AlreadyExists``, ``ResourceExhausted`` (with
+``retry_after_s``), ``Unavailable``, ``DeadlineExceeded``, ``DataLoss``); invalid arguments
+detected before the call raise ``ValueError``/``TypeError``. Error messages of the SDK never
+contain a password, passphrase, API secret or token passed to it.
 
 Authentication: the client sends ``authorization: Bearer <access_token>``. When a call fails
 with UNAUTHENTICATED and a refresh token is known, the client calls ``AuthService.Refresh``
 once, stores the rotated pair, calls ``on_tokens(access, refresh)`` and retries the call once.
+With ``service_token=`` (a service-account token ``lyst_<id>_<secret>``) that token is sent
+as the bearer token instead and nothing is ever refreshed.
+
+Transport: plaintext by default (the appliance binds 127.0.0.1); ``ca_cert=`` switches to TLS
+verified against the appliance CA, and ``client_cert=`` + ``client_key=`` add a client
+certificate for mTLS.
 
 Example::
 
@@ -28,6 +36,7 @@ Example::
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
@@ -39,6 +48,8 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from lyra.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
     auth_pb2,
     auth_pb2_grpc,
     common_pb2,
@@ -52,6 +63,10 @@ from lyra.v1 import (
     risk_pb2_grpc,
     strategies_pb2,
     strategies_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+    vault_pb2,
+    vault_pb2_grpc,
 )
 
 from .convert import enum_value, to_decimal_str
@@ -61,11 +76,103 @@ DEFAULT_TARGET = "127.0.0.1:7443"
 TokenCallback = Callable[[str, str], None]
 DecimalLike = str | Decimal | int
 TimeLike = _dt.datetime | timestamp_pb2.Timestamp | int
+#: PEM material: ``bytes`` = the PEM content; ``str``/``PathLike`` = a file path (a ``str``
+#: starting with ``-----BEGIN`` is taken as PEM content).
+PemSource = str | bytes | os.PathLike
 
 _T = TypeVar("_T")
 
 #: RiskLimits fields that :meth:`LyraClient.update_risk_limits` accepts as keywords.
 RISK_LIMIT_FIELDS = tuple(f.name for f in risk_pb2.RiskLimits.DESCRIPTOR.fields)
+
+#: Role names of the appliance (see DESIGN.md, "Security model").
+ROLES = ("admin", "trader", "risk_manager", "analyst", "auditor", "viewer")
+
+#: Prefix of service-account tokens (``lyst_<id>_<secret>``).
+SERVICE_TOKEN_PREFIX = "lyst_"
+
+
+def _read_pem(source: PemSource, *, field: str) -> bytes:
+    """PEM bytes from ``source`` (bytes = content, str/PathLike = path).
+
+    Raises: ``ValueError`` naming ``field`` and the file if it cannot be read or is not PEM.
+    The content itself is never included in the message.
+    """
+    if isinstance(source, bytes):
+        data = source
+        where = f"{field}"
+    elif isinstance(source, str) and source.lstrip().startswith("-----BEGIN"):
+        data = source.encode("ascii", "replace")
+        where = f"{field}"
+    elif isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        where = f"{field} {path}"
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise ValueError(f"{where}: cannot read ({exc.strerror or exc})") from None
+    else:
+        raise TypeError(f"{field}: expected a path or PEM bytes, got {type(source).__name__}")
+    if b"-----BEGIN" not in data:
+        raise ValueError(f"{where}: not a PEM file")
+    return data
+
+
+def channel_credentials(
+    ca_cert: PemSource | None = None,
+    client_cert: PemSource | None = None,
+    client_key: PemSource | None = None,
+) -> grpc.ChannelCredentials:
+    """TLS channel credentials for the appliance.
+
+    Parameters:
+        ca_cert: CA certificate that signed the appliance's server certificate (PEM path or
+            bytes); ``None`` = the system's trusted roots.
+        client_cert: client certificate chain for mTLS (PEM); requires ``client_key``.
+        client_key: private key of ``client_cert`` (PEM); requires ``client_cert``.
+
+    Raises: ``ValueError`` if only one of client_cert/client_key is given or a file cannot
+    be read.
+    """
+    if (client_cert is None) != (client_key is None):
+        raise ValueError("client_cert and client_key: give both for mTLS, or neither")
+    root = _read_pem(ca_cert, field="ca_cert") if ca_cert is not None else None
+    chain = _read_pem(client_cert, field="client_cert") if client_cert is not None else None
+    key = _read_pem(client_key, field="client_key") if client_key is not None else None
+    return grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
+
+
+def _check_service_token(token: str) -> str:
+    """Validate a service token's shape; the message never contains the token."""
+    if not isinstance(token, str):
+        raise TypeError("service_token: expected str")
+    token = token.strip()
+    if not token:
+        raise ValueError("service_token: empty")
+    if any(ch.isspace() or not ch.isprintable() or ord(ch) > 126 for ch in token):
+        raise ValueError("service_token: must be one printable ASCII word (lyst_<id>_<secret>)")
+    return token
+
+
+def _secrets(api_key: str, secret: str, passphrase: str, uid: str) -> vault_pb2.CredentialSecrets:
+    """CredentialSecrets after checking the required parts (messages never echo values)."""
+    for name, value in (("api_key", api_key), ("secret", secret), ("passphrase", passphrase), ("uid", uid)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name}: expected str, got {type(value).__name__}")
+    if not api_key:
+        raise ValueError("api_key: required")
+    if not secret:
+        raise ValueError("secret: required")
+    return vault_pb2.CredentialSecrets(api_key=api_key, secret=secret, passphrase=passphrase or "", uid=uid or "")
+
+
+def _required(value: str, field: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{field}: expected str, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{field}: required")
+    return value
 
 
 def _client_version() -> str:
@@ -108,9 +215,22 @@ class LyraClient:
         timeout: deadline in seconds for unary calls (streams have no deadline).
         credentials: ``grpc.ChannelCredentials`` for TLS/mTLS; ``None`` = plaintext channel
             (the appliance listens on 127.0.0.1 by default; remote access goes through TLS or
-            a tunnel).
+            a tunnel). Exclusive with ``ca_cert``/``client_cert``/``client_key``.
+        ca_cert: connect with TLS, verifying the server certificate against this CA (PEM path
+            or bytes), normally the appliance CA.
+        client_cert, client_key: client certificate and its private key (PEM path or bytes)
+            for servers that require mTLS; both or neither. Without ``ca_cert`` the system's
+            trusted roots verify the server.
+        tls_server_name: expected name in the server certificate when it differs from the
+            host in ``target`` (e.g. connecting by IP to a certificate issued for a name).
+        service_token: a service-account token (``lyst_<id>_<secret>``) sent as the bearer
+            token on every call; it is never refreshed, and :meth:`login`, :meth:`refresh`
+            and :meth:`logout` are refused. Exclusive with ``access_token``/``refresh_token``.
         channel: an existing ``grpc.Channel`` to use instead of creating one (then ``target``
-            and ``credentials`` are ignored and :meth:`close` does not close it).
+            and the TLS parameters are ignored and :meth:`close` does not close it).
+
+    Raises: ``ValueError`` for conflicting parameters, an unreadable certificate file or a
+    malformed service token (never echoing it).
 
     Thread safety: one client may be shared by threads; refreshes are serialised.
     """
@@ -124,17 +244,34 @@ class LyraClient:
         on_tokens: TokenCallback | None = None,
         timeout: float | None = 10.0,
         credentials: grpc.ChannelCredentials | None = None,
+        ca_cert: PemSource | None = None,
+        client_cert: PemSource | None = None,
+        client_key: PemSource | None = None,
+        tls_server_name: str | None = None,
+        service_token: str | None = None,
         channel: grpc.Channel | None = None,
     ) -> None:
+        tls_files = ca_cert is not None or client_cert is not None or client_key is not None
+        if credentials is not None and tls_files:
+            raise ValueError("credentials: pass either credentials or ca_cert/client_cert/client_key, not both")
+        if service_token is not None and (access_token or refresh_token):
+            raise ValueError("service_token: exclusive with access_token/refresh_token")
         self.target = target
         self.timeout = timeout
+        self._service_token = _check_service_token(service_token) if service_token is not None else None
         self._access_token = access_token or None
         self._refresh_token = refresh_token or None
         self._on_tokens = on_tokens
         self._lock = threading.Lock()
         self._owns_channel = channel is None
         if channel is None:
-            options = [("grpc.primary_user_agent", f"lyra-python/{_client_version()}")]
+            if tls_files:
+                credentials = channel_credentials(ca_cert, client_cert, client_key)
+            options: list[tuple[str, Any]] = [("grpc.primary_user_agent", f"lyra-python/{_client_version()}")]
+            if tls_server_name:
+                if credentials is None:
+                    raise ValueError("tls_server_name: only meaningful with TLS (ca_cert or credentials)")
+                options.append(("grpc.ssl_target_name_override", tls_server_name))
             if credentials is not None:
                 channel = grpc.secure_channel(target, credentials, options=options)
             else:
@@ -147,6 +284,9 @@ class LyraClient:
         self._risk = risk_pb2_grpc.RiskServiceStub(channel)
         self._marketdata = marketdata_pb2_grpc.MarketDataServiceStub(channel)
         self._admin = admin_pb2_grpc.AdminServiceStub(channel)
+        self._vault = vault_pb2_grpc.VaultServiceStub(channel)
+        self._users = users_pb2_grpc.UserServiceStub(channel)
+        self._audit = audit_pb2_grpc.AuditServiceStub(channel)
 
     # ------------------------------------------------------------------ lifecycle / tokens
 
@@ -171,11 +311,24 @@ class LyraClient:
         """Current refresh token, or ``None``."""
         return self._refresh_token
 
+    @property
+    def uses_service_token(self) -> bool:
+        """Whether this client authenticates with a service-account token."""
+        return self._service_token is not None
+
     def set_tokens(self, access_token: str | None, refresh_token: str | None) -> None:
         """Replace the token pair (does not call ``on_tokens``)."""
         with self._lock:
             self._access_token = access_token or None
             self._refresh_token = refresh_token or None
+
+    def _bearer(self) -> str | None:
+        """The token to send: the service token, else the current access token."""
+        return self._service_token or self._access_token
+
+    def _no_service_token(self, what: str) -> None:
+        if self._service_token is not None:
+            raise ValueError(f"{what}: not available to a client that authenticates with a service token")
 
     def _metadata(self, token: str | None) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {token}")] if token else []
@@ -192,6 +345,8 @@ class LyraClient:
         Returns True if the caller should retry (a new access token is available).
         Raises the Refresh RPC's LyraError if the refresh itself fails.
         """
+        if self._service_token is not None:
+            return False  # static token: nothing to refresh
         with self._lock:
             if self._access_token and self._access_token != failed_with:
                 return True  # another thread already refreshed
@@ -207,14 +362,14 @@ class LyraClient:
             return True
 
     def _call(self, method: Callable[..., _T], request: Any, *, auth: bool = True) -> _T:
-        token = self._access_token if auth else None
+        token = self._bearer() if auth else None
         try:
             return method(request, timeout=self.timeout, metadata=self._metadata(token))
         except grpc.RpcError as err:
             if not (auth and err.code() == grpc.StatusCode.UNAUTHENTICATED and self._refresh_after_failure(token)):
                 raise LyraError.from_rpc_error(err) from err
         try:
-            return method(request, timeout=self.timeout, metadata=self._metadata(self._access_token))
+            return method(request, timeout=self.timeout, metadata=self._metadata(self._bearer()))
         except grpc.RpcError as err:
             raise LyraError.from_rpc_error(err) from err
 
@@ -238,15 +393,33 @@ class LyraClient:
 
     # ------------------------------------------------------------------ AuthService
 
-    def login(self, username: str, password: str, totp_code: str = "") -> auth_pb2.LoginResponse:
+    def login(
+        self, username: str, password: str, totp_code: str = "", recovery_code: str = ""
+    ) -> auth_pb2.LoginResponse:
         """Log in; stores the returned token pair in the client and calls ``on_tokens``.
 
-        Returns: ``LoginResponse`` (access_token, refresh_token, access_expires_at, role, username).
-        Raises: ``Unauthenticated`` for bad credentials.
+        Parameters:
+            username, password: the user's credentials.
+            totp_code: the current RFC 6238 code, for a user with TOTP enrolled.
+            recovery_code: a one-time recovery code instead of ``totp_code``.
+
+        Returns: ``LoginResponse`` (access_token, refresh_token, access_expires_at, role,
+            username, mfa_enrollment_required). When ``mfa_enrollment_required`` is true the
+            session may only call whoami, begin/confirm_totp_enrollment, change_password and
+            logout until :meth:`confirm_totp_enrollment` succeeds.
+        Raises: ``MfaRequired`` (a subclass of ``Unauthenticated``) when the user has TOTP
+            enrolled and no valid code was given; ``Unauthenticated`` for bad credentials;
+            ``ResourceExhausted`` when rate limited (see ``retry_after_s``); ``ValueError``
+            if both codes are given or the client uses a service token.
         """
+        self._no_service_token("login")
+        if totp_code and recovery_code:
+            raise ValueError("totp_code and recovery_code: give one or the other")
         resp = self._call(
             self._auth.Login,
-            auth_pb2.LoginRequest(username=username, password=password, totp_code=totp_code or ""),
+            auth_pb2.LoginRequest(
+                username=username, password=password, totp_code=totp_code or "", recovery_code=recovery_code or ""
+            ),
             auth=False,
         )
         with self._lock:
@@ -256,8 +429,10 @@ class LyraClient:
     def refresh(self) -> auth_pb2.RefreshResponse:
         """Rotate the token pair now; stores it and calls ``on_tokens``.
 
-        Raises: ``Unauthenticated`` if there is no refresh token or it was revoked/reused.
+        Raises: ``Unauthenticated`` if there is no refresh token or it was revoked/reused;
+            ``ValueError`` for a client that uses a service token.
         """
+        self._no_service_token("refresh")
         if not self._refresh_token:
             raise Unauthenticated(grpc.StatusCode.UNAUTHENTICATED, "no refresh token; log in first")
         with self._lock:
@@ -272,7 +447,11 @@ class LyraClient:
 
     def logout(self) -> auth_pb2.LogoutResponse:
         """Revoke the session of the current refresh token and forget both tokens locally
-        (even if the server call fails, in which case its error is raised afterwards)."""
+        (even if the server call fails, in which case its error is raised afterwards).
+
+        Raises: ``ValueError`` for a client that uses a service token (revoke the token with
+        :meth:`revoke_service_token` instead)."""
+        self._no_service_token("logout")
         token = self._access_token
         try:
             try:
@@ -298,8 +477,47 @@ class LyraClient:
             self.set_tokens(None, None)
 
     def whoami(self) -> auth_pb2.WhoAmIResponse:
-        """Identity of the caller: username, role, permissions."""
+        """Identity of the caller: username, role, permissions, totp_enrolled and
+        principal_kind (``"user"`` or ``"service"``)."""
         return self._call(self._auth.WhoAmI, auth_pb2.WhoAmIRequest())
+
+    def begin_totp_enrollment(self, password: str) -> auth_pb2.BeginTotpEnrollmentResponse:
+        """Start TOTP enrollment for the caller.
+
+        Parameters:
+            password: the caller's current password (a stolen access token alone cannot
+                enroll a second factor).
+
+        Returns: ``BeginTotpEnrollmentResponse`` with ``otpauth_uri`` and the base32
+            ``secret`` (shown once; the secret becomes active only after
+            :meth:`confirm_totp_enrollment`).
+        Raises: ``Unauthenticated`` for a wrong password; ``ValueError`` if empty.
+        """
+        req = auth_pb2.BeginTotpEnrollmentRequest(password=_required(password, "password"))
+        return self._call(self._auth.BeginTotpEnrollment, req)
+
+    def confirm_totp_enrollment(self, code: str) -> auth_pb2.ConfirmTotpEnrollmentResponse:
+        """Activate the pending TOTP secret with a current code.
+
+        Returns: ``ConfirmTotpEnrollmentResponse`` with the one-time ``recovery_codes``
+            (shown once). Lifts the restriction of an ``mfa_enrollment_required`` session.
+        Raises: ``InvalidArgument``/``Unauthenticated`` for a wrong code (server's choice);
+            ``FailedPrecondition`` if no enrollment was begun; ``ValueError`` if empty.
+        """
+        code = _required(code, "totp_code").strip()
+        return self._call(self._auth.ConfirmTotpEnrollment, auth_pb2.ConfirmTotpEnrollmentRequest(totp_code=code))
+
+    def change_password(self, current_password: str, new_password: str) -> auth_pb2.ChangePasswordResponse:
+        """Change the caller's own password; the server revokes the caller's other sessions.
+
+        Raises: ``Unauthenticated`` for a wrong current password; ``InvalidArgument`` if the
+            new password violates the policy; ``ValueError`` if either is empty.
+        """
+        req = auth_pb2.ChangePasswordRequest(
+            current_password=_required(current_password, "current_password"),
+            new_password=_required(new_password, "new_password"),
+        )
+        return self._call(self._auth.ChangePassword, req)
 
     # ------------------------------------------------------------------ OrderService
 
@@ -449,7 +667,7 @@ class LyraClient:
     def _stream(self, method: Callable[..., Any], request: Any) -> Iterator[Any]:
         retried = False
         while True:
-            token = self._access_token
+            token = self._bearer()
             call = method(request, metadata=self._metadata(token))
             received = False
             try:
@@ -651,3 +869,267 @@ class LyraClient:
     def pause_replay(self) -> admin_pb2.ReplayProgress:
         """Pause the replay. Raises ``FailedPrecondition`` outside replay mode."""
         return self._call(self._admin.PauseReplay, admin_pb2.PauseReplayRequest())
+
+    # ------------------------------------------------------------------ VaultService
+
+    def get_vault_status(self) -> vault_pb2.VaultStatus:
+        """Vault state (UNINITIALIZED/SEALED/UNSEALED), data key version, KDF, credential
+        counts (including stale ones) and unsealed_since."""
+        return self._call(self._vault.GetVaultStatus, vault_pb2.GetVaultStatusRequest())
+
+    def initialize_vault(self, passphrase: str) -> vault_pb2.VaultStatus:
+        """Create the vault's data key wrapped by ``passphrase``; leaves the vault UNSEALED.
+
+        Raises: ``FailedPrecondition`` unless UNINITIALIZED; ``InvalidArgument`` for a weak
+            passphrase; ``ValueError`` if empty.
+        """
+        req = vault_pb2.InitializeVaultRequest(passphrase=_required(passphrase, "passphrase"))
+        return self._call(self._vault.InitializeVault, req)
+
+    def unseal_vault(self, passphrase: str) -> vault_pb2.VaultStatus:
+        """Unseal the vault with its passphrase.
+
+        Raises: ``Unauthenticated``/``PermissionDenied``/``InvalidArgument`` for a wrong
+            passphrase (server's choice); ``ResourceExhausted`` after repeated wrong ones
+            (see ``retry_after_s``); ``FailedPrecondition`` if uninitialized; ``DataLoss`` if
+            the wrapped key was tampered with; ``ValueError`` if empty.
+        """
+        req = vault_pb2.UnsealVaultRequest(passphrase=_required(passphrase, "passphrase"))
+        return self._call(self._vault.UnsealVault, req)
+
+    def seal_vault(self) -> vault_pb2.VaultStatus:
+        """Seal the vault (the server wipes the data key from memory)."""
+        return self._call(self._vault.SealVault, vault_pb2.SealVaultRequest())
+
+    def change_vault_passphrase(self, current_passphrase: str, new_passphrase: str) -> vault_pb2.VaultStatus:
+        """Re-wrap the data key under ``new_passphrase``; secrets are untouched.
+
+        Raises: like :meth:`unseal_vault` for a wrong current passphrase; ``ValueError`` if
+            either is empty or they are equal.
+        """
+        current = _required(current_passphrase, "current_passphrase")
+        new = _required(new_passphrase, "new_passphrase")
+        if current == new:
+            raise ValueError("new_passphrase: must differ from the current passphrase")
+        req = vault_pb2.ChangeVaultPassphraseRequest(current_passphrase=current, new_passphrase=new)
+        return self._call(self._vault.ChangeVaultPassphrase, req)
+
+    def rotate_data_key(self) -> vault_pb2.VaultStatus:
+        """Generate a new data key and re-encrypt every secret with it (one transaction).
+        Raises ``FailedPrecondition`` while sealed."""
+        return self._call(self._vault.RotateDataKey, vault_pb2.RotateDataKeyRequest())
+
+    def create_credential(
+        self, venue: str, label: str, api_key: str, secret: str, passphrase: str = "", uid: str = ""
+    ) -> vault_pb2.Credential:
+        """Store an exchange credential in the vault.
+
+        Parameters:
+            venue: ccxt exchange id, e.g. ``"binance"``.
+            label: operator's name for it, e.g. ``"main"``.
+            api_key, secret: required.
+            passphrase, uid: only for exchanges that need them (OKX, KuCoin, ...; Bitmart ...).
+
+        Returns: the ``Credential`` metadata (id, fingerprint of the API key, version; never
+            a secret).
+        Raises: ``FailedPrecondition`` while sealed; ``AlreadyExists`` for a taken
+            venue+label; ``InvalidArgument``; ``ValueError`` for a missing part (the message
+            names the field, never the value).
+        """
+        req = vault_pb2.CreateCredentialRequest(
+            venue=_required(venue, "venue"),
+            label=_required(label, "label"),
+            secrets=_secrets(api_key, secret, passphrase, uid),
+        )
+        return self._call(self._vault.CreateCredential, req)
+
+    def list_credentials(self, venue: str = "") -> vault_pb2.ListCredentialsResponse:
+        """Credential metadata, optionally of one venue (no secrets)."""
+        return self._call(self._vault.ListCredentials, vault_pb2.ListCredentialsRequest(venue=venue))
+
+    def get_credential(self, credential_id: str) -> vault_pb2.Credential:
+        """One credential's metadata. Raises ``NotFound``."""
+        req = vault_pb2.GetCredentialRequest(credential_id=_required(credential_id, "credential_id"))
+        return self._call(self._vault.GetCredential, req)
+
+    def rotate_credential(
+        self, credential_id: str, api_key: str, secret: str, passphrase: str = "", uid: str = ""
+    ) -> vault_pb2.Credential:
+        """Store a new version of a credential beside the current one (``rotation_pending``);
+        finish with :meth:`confirm_credential_rotation` or :meth:`abort_credential_rotation`.
+
+        Raises: ``NotFound``; ``FailedPrecondition`` while sealed or if a rotation is already
+            pending; ``ValueError`` for a missing part.
+        """
+        req = vault_pb2.RotateCredentialRequest(
+            credential_id=_required(credential_id, "credential_id"),
+            secrets=_secrets(api_key, secret, passphrase, uid),
+        )
+        return self._call(self._vault.RotateCredential, req)
+
+    def confirm_credential_rotation(self, credential_id: str) -> vault_pb2.Credential:
+        """Make the pending version current and drop the previous one. Raises ``NotFound``,
+        ``FailedPrecondition`` (no rotation pending)."""
+        req = vault_pb2.ConfirmCredentialRotationRequest(credential_id=_required(credential_id, "credential_id"))
+        return self._call(self._vault.ConfirmCredentialRotation, req)
+
+    def abort_credential_rotation(self, credential_id: str) -> vault_pb2.Credential:
+        """Drop the pending version and keep the current one. Raises ``NotFound``,
+        ``FailedPrecondition`` (no rotation pending)."""
+        req = vault_pb2.AbortCredentialRotationRequest(credential_id=_required(credential_id, "credential_id"))
+        return self._call(self._vault.AbortCredentialRotation, req)
+
+    def delete_credential(self, credential_id: str) -> vault_pb2.DeleteCredentialResponse:
+        """Delete a credential and all its versions. Raises ``NotFound``."""
+        req = vault_pb2.DeleteCredentialRequest(credential_id=_required(credential_id, "credential_id"))
+        return self._call(self._vault.DeleteCredential, req)
+
+    # ------------------------------------------------------------------ UserService
+
+    def create_user(self, username: str, password: str, role: str) -> users_pb2.User:
+        """Create a user (admin only). ``role`` is one of :data:`ROLES`.
+
+        Raises: ``AlreadyExists``; ``InvalidArgument`` (weak password, unknown role);
+            ``ValueError`` for an empty field.
+        """
+        req = users_pb2.CreateUserRequest(
+            username=_required(username, "username"), password=_required(password, "password"),
+            role=_required(role, "role"),
+        )
+        return self._call(self._users.CreateUser, req)
+
+    def list_users(self) -> users_pb2.ListUsersResponse:
+        """All users (no password hashes, no TOTP secrets)."""
+        return self._call(self._users.ListUsers, users_pb2.ListUsersRequest())
+
+    def get_user(self, username: str) -> users_pb2.User:
+        """One user. Raises ``NotFound``."""
+        return self._call(self._users.GetUser, users_pb2.GetUserRequest(username=_required(username, "username")))
+
+    def update_user(self, username: str, *, role: str | None = None, disabled: bool | None = None) -> users_pb2.User:
+        """Change a user's role and/or disabled flag; only the given ones are sent in the
+        update_mask (``"role"``, ``"disabled"``). The server revokes the user's sessions.
+
+        Raises: ``ValueError`` if neither is given; ``FailedPrecondition`` for the last
+            enabled admin; ``NotFound``; ``InvalidArgument`` for an unknown role.
+        """
+        req = users_pb2.UpdateUserRequest(username=_required(username, "username"))
+        paths: list[str] = []
+        if role is not None:
+            req.role = _required(role, "role")
+            paths.append("role")
+        if disabled is not None:
+            if not isinstance(disabled, bool):
+                raise TypeError(f"disabled: expected bool, got {type(disabled).__name__}")
+            req.disabled = disabled
+            paths.append("disabled")
+        if not paths:
+            raise ValueError("update_user: give role and/or disabled")
+        req.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=paths))
+        return self._call(self._users.UpdateUser, req)
+
+    def reset_password(self, username: str, new_password: str) -> users_pb2.User:
+        """Set a new password for a user (admin); the user's sessions are revoked."""
+        req = users_pb2.ResetPasswordRequest(
+            username=_required(username, "username"), new_password=_required(new_password, "new_password")
+        )
+        return self._call(self._users.ResetPassword, req)
+
+    def reset_totp(self, username: str) -> users_pb2.User:
+        """Remove a user's TOTP enrollment (admin); the user enrolls again at next login."""
+        return self._call(self._users.ResetTotp, users_pb2.ResetTotpRequest(username=_required(username, "username")))
+
+    def list_sessions(self, username: str = "", *, include_revoked: bool = False) -> users_pb2.ListSessionsResponse:
+        """Sessions of ``username`` (empty = all users), live ones unless ``include_revoked``."""
+        req = users_pb2.ListSessionsRequest(username=username, include_revoked=include_revoked)
+        return self._call(self._users.ListSessions, req)
+
+    def revoke_session(self, session_id: str) -> users_pb2.Session:
+        """Revoke a session at once (its access tokens stop working). Raises ``NotFound``."""
+        req = users_pb2.RevokeSessionRequest(session_id=_required(session_id, "session_id"))
+        return self._call(self._users.RevokeSession, req)
+
+    def create_service_token(
+        self, name: str, role: str, ttl_seconds: int | _dt.timedelta
+    ) -> users_pb2.CreateServiceTokenResponse:
+        """Create a service-account token for automation.
+
+        Parameters:
+            name: what it is for, e.g. ``"grafana"``.
+            role: one of :data:`ROLES`.
+            ttl_seconds: lifetime in seconds (int or ``timedelta``); the server accepts
+                1 hour .. 1 year.
+
+        Returns: ``CreateServiceTokenResponse``: ``token`` (``lyst_<id>_<secret>``, shown
+            once; use it as ``LyraClient(service_token=...)``) and the ``service_token``
+            metadata.
+        Raises: ``ValueError`` for a non-positive ttl; ``InvalidArgument`` out of range.
+        """
+        if isinstance(ttl_seconds, _dt.timedelta):
+            ttl_seconds = int(ttl_seconds.total_seconds())
+        if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int):
+            raise TypeError(f"ttl_seconds: expected int or timedelta, got {type(ttl_seconds).__name__}")
+        if ttl_seconds <= 0:
+            raise ValueError("ttl_seconds: must be positive")
+        req = users_pb2.CreateServiceTokenRequest(
+            name=_required(name, "name"), role=_required(role, "role"), ttl_seconds=ttl_seconds
+        )
+        return self._call(self._users.CreateServiceToken, req)
+
+    def list_service_tokens(self, *, include_revoked: bool = False) -> users_pb2.ListServiceTokensResponse:
+        """Service tokens' metadata (never the tokens)."""
+        req = users_pb2.ListServiceTokensRequest(include_revoked=include_revoked)
+        return self._call(self._users.ListServiceTokens, req)
+
+    def revoke_service_token(self, token_id: str) -> users_pb2.ServiceToken:
+        """Revoke a service token at once. Raises ``NotFound``."""
+        req = users_pb2.RevokeServiceTokenRequest(token_id=_required(token_id, "token_id"))
+        return self._call(self._users.RevokeServiceToken, req)
+
+    # ------------------------------------------------------------------ AuditService
+
+    def list_audit_records(
+        self,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        username: str = "",
+        method: str = "",
+        failures_only: bool = False,
+    ) -> audit_pb2.ListAuditRecordsResponse:
+        """One page of audit records, newest first, optionally of one user, one gRPC method
+        (``"/lyra.v1.OrderService/SubmitOrder"``) or only denied/failed calls."""
+        req = audit_pb2.ListAuditRecordsRequest(
+            page_size=page_size, page_token=page_token, username=username, method=method, failures_only=failures_only
+        )
+        return self._call(self._audit.ListAuditRecords, req)
+
+    def iter_audit_records(
+        self,
+        *,
+        page_size: int = 100,
+        limit: int | None = None,
+        username: str = "",
+        method: str = "",
+        failures_only: bool = False,
+    ) -> Iterator[audit_pb2.AuditRecord]:
+        """Yield audit records across pages, newest first, at most ``limit``."""
+
+        def fetch(token: str) -> audit_pb2.ListAuditRecordsResponse:
+            return self.list_audit_records(
+                page_size=page_size, page_token=token, username=username, method=method, failures_only=failures_only
+            )
+
+        return self._paginate(fetch, "records", limit)
+
+    def verify_audit_chain(self) -> audit_pb2.VerifyAuditChainResponse:
+        """Recompute the whole hash chain server-side: ``ok``, ``records_checked`` and, when
+        broken, ``first_broken_seq`` and ``reason``."""
+        return self._call(self._audit.VerifyAuditChain, audit_pb2.VerifyAuditChainRequest())
+
+    def export_audit_records(self, *, after_seq: int = 0) -> Iterator[audit_pb2.AuditRecord]:
+        """Yield every audit record with ``seq > after_seq``, oldest first (server stream
+        without deadline; closing the generator cancels it)."""
+        if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
+            raise ValueError("after_seq: must be a non-negative integer")
+        return self._stream(self._audit.ExportAuditRecords, audit_pb2.ExportAuditRecordsRequest(after_seq=after_seq))

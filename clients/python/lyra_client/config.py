@@ -11,7 +11,14 @@ Shape::
     {"version": 1,
      "profiles": {"default": {"target": "127.0.0.1:7443", "username": "alice", "role": "trader",
                               "access_token": "...", "refresh_token": "...",
-                              "access_expires_at": "2025-01-01T00:00:00Z"}}}
+                              "access_expires_at": "2025-01-01T00:00:00Z"},
+                  "prod": {"target": "lyra.example:7443", "ca_cert": "/home/op/lyra-ca.pem",
+                           "client_cert": "/home/op/op.crt", "client_key": "/home/op/op.key",
+                           "mfa_enrollment_required": true, ...}}}
+
+TLS settings are stored as absolute *paths*, never as file contents (the client key stays in
+its own file). ``mfa_enrollment_required`` is present only while the session may do nothing
+but enroll TOTP. Passwords, passphrases and service tokens are never stored.
 """
 
 from __future__ import annotations
@@ -109,6 +116,29 @@ class TokenStore:
         """Replace the profile's entry."""
         data = self._load()
         data["profiles"][profile] = entry
+        self._write(data)
+
+    def profiles(self) -> dict[str, dict[str, Any]]:
+        """All profiles by name (copies of the entries, including tokens: callers that
+        display them must leave the tokens out)."""
+        return {
+            name: dict(entry)
+            for name, entry in sorted(self._load()["profiles"].items())
+            if isinstance(entry, dict)
+        }
+
+    def update(self, profile: str, **fields: Any) -> None:
+        """Set some fields of an existing profile (``None`` removes the field); no-op if the
+        profile does not exist."""
+        data = self._load()
+        entry = data["profiles"].get(profile)
+        if not isinstance(entry, dict):
+            return
+        for key, value in fields.items():
+            if value is None:
+                entry.pop(key, None)
+            else:
+                entry[key] = value
         self._write(data)
 
     def update_tokens(self, profile: str, access_token: str, refresh_token: str) -> None:

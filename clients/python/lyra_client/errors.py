@@ -12,6 +12,10 @@ import grpc
 
 #: Trailing-metadata key the server sets when the risk engine rejects an order.
 REJECT_RULE_KEY = "lyra-reject-rule"
+#: Trailing-metadata key set on UNAUTHENTICATED when a login needs a second factor (value "required").
+MFA_KEY = "lyra-mfa"
+#: Trailing-metadata key set on RESOURCE_EXHAUSTED: seconds to wait before trying again.
+RETRY_AFTER_KEY = "lyra-retry-after-s"
 
 
 class LyraError(Exception):
@@ -54,11 +58,28 @@ class LyraError(Exception):
             details = {}
         code = code or grpc.StatusCode.UNKNOWN
         exc_type = _BY_CODE.get(code, LyraError)
+        if code == grpc.StatusCode.UNAUTHENTICATED and _text(details.get(MFA_KEY)).strip().lower() == "required":
+            exc_type = MfaRequired
         return exc_type(code, message, details)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
 
 
 class Unauthenticated(LyraError):
     """Missing, expired or revoked credentials (gRPC UNAUTHENTICATED); log in again."""
+
+
+class MfaRequired(Unauthenticated):
+    """Login of a TOTP-enrolled user without a (valid) second factor: the server answered
+    UNAUTHENTICATED with trailing metadata ``lyra-mfa: required``. Call
+    :meth:`LyraClient.login` again with ``totp_code=`` or ``recovery_code=``.
+
+    A subclass of :class:`Unauthenticated`, so existing handlers still catch it.
+    """
 
 
 class PermissionDenied(LyraError):
@@ -83,7 +104,23 @@ class AlreadyExists(LyraError):
 
 
 class ResourceExhausted(LyraError):
-    """Rate limited or out of quota (gRPC RESOURCE_EXHAUSTED)."""
+    """Rate limited or out of quota (gRPC RESOURCE_EXHAUSTED), e.g. too many wrong vault
+    passphrases or logins. See :attr:`retry_after_s`."""
+
+    @property
+    def retry_after_s(self) -> float | None:
+        """Seconds to wait before retrying, from trailing metadata ``lyra-retry-after-s``;
+        ``None`` if the server did not say (or sent something that is not a number >= 0)."""
+        text = _text(self.details.get(RETRY_AFTER_KEY)).strip()
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+        if value != value or value < 0 or value == float("inf"):  # NaN, negative, infinite
+            return None
+        return value
 
 
 class Unavailable(LyraError):
@@ -92,6 +129,11 @@ class Unavailable(LyraError):
 
 class DeadlineExceeded(LyraError):
     """The call did not finish within the client's timeout (gRPC DEADLINE_EXCEEDED)."""
+
+
+class DataLoss(LyraError):
+    """Stored data failed an integrity check: a vault secret that does not decrypt or an audit
+    record whose hash does not match, i.e. possible tampering (gRPC DATA_LOSS)."""
 
 
 _BY_CODE: dict[grpc.StatusCode, type[LyraError]] = {
@@ -104,4 +146,5 @@ _BY_CODE: dict[grpc.StatusCode, type[LyraError]] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.DATA_LOSS: DataLoss,
 }

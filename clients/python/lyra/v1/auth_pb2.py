@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12lyra/v1/auth.proto\x12\x07lyra.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x11\n\ttotp_code\x18\x03 \x01(\t\"\xcb\x01\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x35\n\x11\x61\x63\x63\x65ss_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x10\n\x08username\x18\x05 \x01(\t\x12\x36\n\x12refresh_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\xcd\x01\n\x0fRefreshResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x35\n\x11\x61\x63\x63\x65ss_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x10\n\x08username\x18\x05 \x01(\t\x12\x36\n\x12refresh_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"&\n\rLogoutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\x10\n\x0eLogoutResponse\"\x0f\n\rWhoAmIRequest\"E\n\x0eWhoAmIResponse\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x13\n\x0bpermissions\x18\x03 \x03(\t2\xf9\x01\n\x0b\x41uthService\x12\x36\n\x05Login\x12\x15.lyra.v1.LoginRequest\x1a\x16.lyra.v1.LoginResponse\x12<\n\x07Refresh\x12\x17.lyra.v1.RefreshRequest\x1a\x18.lyra.v1.RefreshResponse\x12\x39\n\x06Logout\x12\x16.lyra.v1.LogoutRequest\x1a\x17.lyra.v1.LogoutResponse\x12\x39\n\x06WhoAmI\x12\x16.lyra.v1.WhoAmIRequest\x1a\x17.lyra.v1.WhoAmIResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12lyra/v1/auth.proto\x12\x07lyra.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x11\n\ttotp_code\x18\x03 \x01(\t\x12\x15\n\rrecovery_code\x18\x04 \x01(\t\"\xec\x01\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x35\n\x11\x61\x63\x63\x65ss_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x10\n\x08username\x18\x05 \x01(\t\x12\x36\n\x12refresh_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17mfa_enrollment_required\x18\x07 \x01(\x08\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\xee\x01\n\x0fRefreshResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x35\n\x11\x61\x63\x63\x65ss_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x10\n\x08username\x18\x05 \x01(\t\x12\x36\n\x12refresh_expires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17mfa_enrollment_required\x18\x07 \x01(\x08\"&\n\rLogoutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\x10\n\x0eLogoutResponse\"\x0f\n\rWhoAmIRequest\"t\n\x0eWhoAmIResponse\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x13\n\x0bpermissions\x18\x03 \x03(\t\x12\x15\n\rtotp_enrolled\x18\x04 \x01(\x08\x12\x16\n\x0eprincipal_kind\x18\x05 \x01(\t\".\n\x1a\x42\x65ginTotpEnrollmentRequest\x12\x10\n\x08password\x18\x01 \x01(\t\"B\n\x1b\x42\x65ginTotpEnrollmentResponse\x12\x13\n\x0botpauth_uri\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\t\"1\n\x1c\x43onfirmTotpEnrollmentRequest\x12\x11\n\ttotp_code\x18\x01 \x01(\t\"7\n\x1d\x43onfirmTotpEnrollmentResponse\x12\x16\n\x0erecovery_codes\x18\x01 \x03(\t\"G\n\x15\x43hangePasswordRequest\x12\x18\n\x10\x63urrent_password\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\"\x18\n\x16\x43hangePasswordResponse2\x96\x04\n\x0b\x41uthService\x12\x36\n\x05Login\x12\x15.lyra.v1.LoginRequest\x1a\x16.lyra.v1.LoginResponse\x12<\n\x07Refresh\x12\x17.lyra.v1.RefreshRequest\x1a\x18.lyra.v1.RefreshResponse\x12\x39\n\x06Logout\x12\x16.lyra.v1.LogoutRequest\x1a\x17.lyra.v1.LogoutResponse\x12\x39\n\x06WhoAmI\x12\x16.lyra.v1.WhoAmIRequest\x1a\x17.lyra.v1.WhoAmIResponse\x12`\n\x13\x42\x65ginTotpEnrollment\x12#.lyra.v1.BeginTotpEnrollmentRequest\x1a$.lyra.v1.BeginTotpEnrollmentResponse\x12\x66\n\x15\x43onfirmTotpEnrollment\x12%.lyra.v1.ConfirmTotpEnrollmentRequest\x1a&.lyra.v1.ConfirmTotpEnrollmentResponse\x12Q\n\x0e\x43hangePassword\x12\x1e.lyra.v1.ChangePasswordRequest\x1a\x1f.lyra.v1.ChangePasswordResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,21 +33,33 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lyra.v1.auth_pb2', _globals
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LOGINREQUEST']._serialized_start=64
-  _globals['_LOGINREQUEST']._serialized_end=133
-  _globals['_LOGINRESPONSE']._serialized_start=136
-  _globals['_LOGINRESPONSE']._serialized_end=339
-  _globals['_REFRESHREQUEST']._serialized_start=341
-  _globals['_REFRESHREQUEST']._serialized_end=380
-  _globals['_REFRESHRESPONSE']._serialized_start=383
-  _globals['_REFRESHRESPONSE']._serialized_end=588
-  _globals['_LOGOUTREQUEST']._serialized_start=590
-  _globals['_LOGOUTREQUEST']._serialized_end=628
-  _globals['_LOGOUTRESPONSE']._serialized_start=630
-  _globals['_LOGOUTRESPONSE']._serialized_end=646
-  _globals['_WHOAMIREQUEST']._serialized_start=648
-  _globals['_WHOAMIREQUEST']._serialized_end=663
-  _globals['_WHOAMIRESPONSE']._serialized_start=665
-  _globals['_WHOAMIRESPONSE']._serialized_end=734
-  _globals['_AUTHSERVICE']._serialized_start=737
-  _globals['_AUTHSERVICE']._serialized_end=986
+  _globals['_LOGINREQUEST']._serialized_end=156
+  _globals['_LOGINRESPONSE']._serialized_start=159
+  _globals['_LOGINRESPONSE']._serialized_end=395
+  _globals['_REFRESHREQUEST']._serialized_start=397
+  _globals['_REFRESHREQUEST']._serialized_end=436
+  _globals['_REFRESHRESPONSE']._serialized_start=439
+  _globals['_REFRESHRESPONSE']._serialized_end=677
+  _globals['_LOGOUTREQUEST']._serialized_start=679
+  _globals['_LOGOUTREQUEST']._serialized_end=717
+  _globals['_LOGOUTRESPONSE']._serialized_start=719
+  _globals['_LOGOUTRESPONSE']._serialized_end=735
+  _globals['_WHOAMIREQUEST']._serialized_start=737
+  _globals['_WHOAMIREQUEST']._serialized_end=752
+  _globals['_WHOAMIRESPONSE']._serialized_start=754
+  _globals['_WHOAMIRESPONSE']._serialized_end=870
+  _globals['_BEGINTOTPENROLLMENTREQUEST']._serialized_start=872
+  _globals['_BEGINTOTPENROLLMENTREQUEST']._serialized_end=918
+  _globals['_BEGINTOTPENROLLMENTRESPONSE']._serialized_start=920
+  _globals['_BEGINTOTPENROLLMENTRESPONSE']._serialized_end=986
+  _globals['_CONFIRMTOTPENROLLMENTREQUEST']._serialized_start=988
+  _globals['_CONFIRMTOTPENROLLMENTREQUEST']._serialized_end=1037
+  _globals['_CONFIRMTOTPENROLLMENTRESPONSE']._serialized_start=1039
+  _globals['_CONFIRMTOTPENROLLMENTRESPONSE']._serialized_end=1094
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=1096
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=1167
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=1169
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=1193
+  _globals['_AUTHSERVICE']._serialized_start=1196
+  _globals['_AUTHSERVICE']._serialized_end=1730
 # @@protoc_insertion_point(module_scope)

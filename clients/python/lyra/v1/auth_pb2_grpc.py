@@ -54,6 +54,21 @@ class AuthServiceStub:
                 request_serializer=lyra_dot_v1_dot_auth__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=lyra_dot_v1_dot_auth__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
+        self.BeginTotpEnrollment = channel.unary_unary(
+                '/lyra.v1.AuthService/BeginTotpEnrollment',
+                request_serializer=lyra_dot_v1_dot_auth__pb2.BeginTotpEnrollmentRequest.SerializeToString,
+                response_deserializer=lyra_dot_v1_dot_auth__pb2.BeginTotpEnrollmentResponse.FromString,
+                _registered_method=True)
+        self.ConfirmTotpEnrollment = channel.unary_unary(
+                '/lyra.v1.AuthService/ConfirmTotpEnrollment',
+                request_serializer=lyra_dot_v1_dot_auth__pb2.ConfirmTotpEnrollmentRequest.SerializeToString,
+                response_deserializer=lyra_dot_v1_dot_auth__pb2.ConfirmTotpEnrollmentResponse.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/lyra.v1.AuthService/ChangePassword',
+                request_serializer=lyra_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=lyra_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -89,6 +104,28 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BeginTotpEnrollment(self, request, context):
+        """Starts TOTP (RFC 6238) enrollment for the caller: returns a new secret as an otpauth:// URI.
+        The secret is shown once and becomes active only after ConfirmTotpEnrollment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmTotpEnrollment(self, request, context):
+        """Activates the pending TOTP secret with a valid code; returns one-time recovery codes (shown once).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """Changes the caller's own password (needs the current one); other sessions are revoked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +148,21 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=lyra_dot_v1_dot_auth__pb2.WhoAmIRequest.FromString,
                     response_serializer=lyra_dot_v1_dot_auth__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'BeginTotpEnrollment': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginTotpEnrollment,
+                    request_deserializer=lyra_dot_v1_dot_auth__pb2.BeginTotpEnrollmentRequest.FromString,
+                    response_serializer=lyra_dot_v1_dot_auth__pb2.BeginTotpEnrollmentResponse.SerializeToString,
+            ),
+            'ConfirmTotpEnrollment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmTotpEnrollment,
+                    request_deserializer=lyra_dot_v1_dot_auth__pb2.ConfirmTotpEnrollmentRequest.FromString,
+                    response_serializer=lyra_dot_v1_dot_auth__pb2.ConfirmTotpEnrollmentResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=lyra_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=lyra_dot_v1_dot_auth__pb2.ChangePasswordResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +273,87 @@ class AuthService:
             '/lyra.v1.AuthService/WhoAmI',
             lyra_dot_v1_dot_auth__pb2.WhoAmIRequest.SerializeToString,
             lyra_dot_v1_dot_auth__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginTotpEnrollment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lyra.v1.AuthService/BeginTotpEnrollment',
+            lyra_dot_v1_dot_auth__pb2.BeginTotpEnrollmentRequest.SerializeToString,
+            lyra_dot_v1_dot_auth__pb2.BeginTotpEnrollmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmTotpEnrollment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lyra.v1.AuthService/ConfirmTotpEnrollment',
+            lyra_dot_v1_dot_auth__pb2.ConfirmTotpEnrollmentRequest.SerializeToString,
+            lyra_dot_v1_dot_auth__pb2.ConfirmTotpEnrollmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lyra.v1.AuthService/ChangePassword',
+            lyra_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+            lyra_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,
