@@ -8,6 +8,7 @@ the report sink, which the engine handles in order like any other message.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from decimal import Decimal
 from typing import Callable, Protocol, Union
 
@@ -49,7 +50,48 @@ class OrderFilled:
     fill: Fill
 
 
-VenueReport = Union[OrderAccepted, OrderRejected, OrderCanceled, OrderExpired, OrderFilled]
+@dataclass(frozen=True, slots=True)
+class UnknownVenueOrder:
+    """Reconciliation found an order on the venue that Lyra did not place: reported, never touched."""
+
+    venue: str
+    venue_order_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: Decimal
+    price: Decimal | None
+    status: str
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceSnapshot:
+    """The venue's own view of the account's balances (asset -> total), for drift checks."""
+
+    venue: str
+    balances: dict[str, Decimal]
+    ts_ns: int
+
+
+class VenueHealth(str, Enum):
+    CONNECTED = "CONNECTED"
+    DEGRADED = "DEGRADED"  # answering, but with errors/rate limiting/stale streams: new orders still allowed
+    DOWN = "DOWN"  # not answering: orders are not sent
+
+
+@dataclass(frozen=True, slots=True)
+class VenueHealthChanged:
+    venue: str
+    health: VenueHealth
+    reason: str
+    ts_ns: int
+
+
+VenueReport = Union[
+    OrderAccepted, OrderRejected, OrderCanceled, OrderExpired, OrderFilled, UnknownVenueOrder, BalanceSnapshot,
+    VenueHealthChanged,
+]
 ReportSink = Callable[[VenueReport], None]
 
 
@@ -92,10 +134,24 @@ class Venue(Protocol):
 
     def lookup(self, client_order_id: str) -> VenueOrderState | None:
         """The venue's view of an order by Lyra's client order id; ``None`` if it never arrived.
+        Synchronous: only venues that can answer without I/O (the paper venue) implement it.
 
         Raises:
             VenueUnavailable: the venue could not be asked (never means "not found").
         """
+        ...
+
+    def reconcile(self, orders: list[Order]) -> None:
+        """Check Lyra's non-terminal ``orders`` on this venue against the venue's truth, without
+        blocking; the outcome comes back as reports: OrderAccepted / OrderFilled (fills that happened
+        while Lyra was away; the OMS applies each fill_id once) / OrderCanceled / OrderExpired /
+        OrderRejected(reason starting "lost_before_send") for a PENDING_SUBMIT order the venue never
+        received, UnknownVenueOrder for orders Lyra did not place, and a BalanceSnapshot. A venue
+        that cannot answer reports VenueHealthChanged and nothing else: a failed query never
+        means "no order" or "no position"."""
+        ...
+
+    def health(self) -> VenueHealth:
         ...
 
 
