@@ -124,8 +124,12 @@ class Appliance:
 
     def _recover(self) -> list[str]:
         notes: list[str] = []
-        if not self.portfolio.initialized:
-            self.portfolio.initialize(self.config.paper.starting_balances)
+        paper = self.config.paper.venue
+        if paper != "paper" and not self.portfolio.initialized(paper) and self.portfolio.initialized("paper"):
+            self.portfolio.rename_venue("paper", paper)  # balances from before venues were named
+            notes.append(f"paper venue renamed to {paper}")
+        if not self.portfolio.initialized(paper):
+            self.portfolio.initialize(paper, self.config.paper.starting_balances)
             notes.append("first boot: starting balances " + ", ".join(
                 f"{v} {a}" for a, v in sorted(self.config.paper.starting_balances.items())))
         for iid in self.instruments:

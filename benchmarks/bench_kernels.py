@@ -165,7 +165,7 @@ def run(bars: int = 3000) -> list[Figure]:
         def position(self, instrument_id: InstrumentId) -> Position:
             return Position(instrument_id, "BTC")
 
-        def free_balance(self, asset: str) -> Decimal:
+        def free_balance(self, asset: str, venue: str) -> Decimal:
             return Decimal("1") if asset == "BTC" else Decimal("0")
 
         def save_state(self, state: dict) -> None:

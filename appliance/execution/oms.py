@@ -181,12 +181,13 @@ class OrderManager:
     def open_order_count(self) -> int:
         return len(self.open_orders)
 
-    def reserved(self, asset: str) -> Decimal:
-        """What open orders hold of ``asset``: quote for buys (at limit or mark, plus taker fee), base for sells."""
+    def reserved(self, asset: str, venue: str) -> Decimal:
+        """What open orders on ``venue`` hold of ``asset``: quote for buys (at limit or mark, plus
+        taker fee), base for sells."""
         total = ZERO
         for order in self.open_orders.values():
             inst = self.instruments.get(order.instrument)
-            if inst is None:
+            if inst is None or order.instrument.venue != venue:
                 continue
             if order.side is OrderSide.BUY and inst.quote == asset:
                 price = order.limit_price or self.portfolio.mark(order.instrument) or ZERO

@@ -69,28 +69,33 @@ class Position:
         return replace(self, qty=new_q, avg_price=new_a, realized_pnl=realized, fees=fees)
 
 
-def apply_fill_to_balances(balances: dict[str, Decimal], fill: Fill, base: str, quote: str) -> None:
-    """Apply a spot fill to ``balances`` (asset -> total amount) in place.
+AccountAsset = tuple[str, str]
+"""(venue, asset): balances are per venue account; the same asset may sit on several venues."""
 
-    A buy adds ``qty`` base and removes ``qty*price`` quote; a sell does the reverse; the fee is
-    taken from ``fee_asset``.
+
+def apply_fill_to_balances(balances: dict[AccountAsset, Decimal], fill: Fill, base: str, quote: str) -> None:
+    """Apply a spot fill to ``balances`` ((venue, asset) -> total amount) in place.
+
+    A buy adds ``qty`` base and removes ``qty*price`` quote on the fill's venue; a sell does the
+    reverse; the fee is taken from ``fee_asset`` on that venue.
     """
+    venue = fill.instrument.venue
     sign = fill.side.sign
-    balances[base] = balances.get(base, ZERO) + sign * fill.qty
-    balances[quote] = balances.get(quote, ZERO) - sign * fill.qty * fill.price
+    balances[(venue, base)] = balances.get((venue, base), ZERO) + sign * fill.qty
+    balances[(venue, quote)] = balances.get((venue, quote), ZERO) - sign * fill.qty * fill.price
     if fill.fee:
-        balances[fill.fee_asset] = balances.get(fill.fee_asset, ZERO) - fill.fee
+        balances[(venue, fill.fee_asset)] = balances.get((venue, fill.fee_asset), ZERO) - fill.fee
 
 
 def recompute_from_fills(
-    starting_balances: Mapping[str, Decimal],
+    starting_balances: Mapping[AccountAsset, Decimal],
     fills: Iterable[Fill],
     assets_of: Mapping[InstrumentId, tuple[str, str]],
-) -> tuple[dict[str, Decimal], dict[InstrumentId, Position]]:
+) -> tuple[dict[AccountAsset, Decimal], dict[InstrumentId, Position]]:
     """Rebuild balances and positions from the starting balances and the fills alone.
 
     Args:
-        starting_balances: asset -> amount before any fill.
+        starting_balances: (venue, asset) -> amount before any fill.
         fills: every fill, in execution order.
         assets_of: instrument -> (base, quote).
 

@@ -17,7 +17,7 @@ from appliance.model.errors import PreconditionError
 from appliance.model.fill import Fill
 from appliance.model.instrument import Instrument, InstrumentId
 from appliance.model.money import ZERO, dec_str
-from appliance.model.position import Position, apply_fill_to_balances, convert
+from appliance.model.position import AccountAsset, Position, apply_fill_to_balances, convert
 from appliance.store.db import Database
 from appliance.store.journal import Journal
 
@@ -50,7 +50,9 @@ class Portfolio:
         db, journal, clock: store and time.
         instruments: instrument id -> Instrument (for base/quote assets).
         nav_currency: the operator's reporting currency, e.g. ``"BTC"``.
-        reserved: callable asset -> amount reserved by open orders (provided by the OMS).
+        reserved: callable (asset, venue) -> amount reserved by open orders (provided by the OMS).
+
+    Balances are per venue account: ``balances[(venue, asset)]``. NAV and PnL add up every venue.
     """
 
     def __init__(
@@ -60,7 +62,7 @@ class Portfolio:
         clock: Clock,
         instruments: Mapping[InstrumentId, Instrument],
         nav_currency: str,
-        reserved: Callable[[str], Decimal] = lambda asset: ZERO,
+        reserved: Callable[[str, str], Decimal] = lambda asset, venue: ZERO,
     ) -> None:
         self.db = db
         self.journal = journal
@@ -69,9 +71,11 @@ class Portfolio:
         self.nav_currency = nav_currency
         self.reserved = reserved
         self.marks: dict[InstrumentId, Decimal] = {}
-        self.balances: dict[str, Decimal] = {a: Decimal(t) for a, t in db.query("SELECT asset, total FROM balances")}
-        self.starting_balances: dict[str, Decimal] = {
-            a: Decimal(t) for a, t in db.query("SELECT asset, total FROM starting_balances")
+        self.balances: dict[AccountAsset, Decimal] = {
+            (v, a): Decimal(t) for v, a, t in db.query("SELECT venue, asset, total FROM balances")
+        }
+        self.starting_balances: dict[AccountAsset, Decimal] = {
+            (v, a): Decimal(t) for v, a, t in db.query("SELECT venue, asset, total FROM starting_balances")
         }
         self.positions: dict[InstrumentId, Position] = {}
         for venue, symbol, quote, qty, avg, realized, fees in db.query(
@@ -81,27 +85,41 @@ class Portfolio:
             self.positions[iid] = Position(iid, quote, Decimal(qty), Decimal(avg), Decimal(realized), Decimal(fees))
 
     # -- state changes ----------------------------------------------------------------------
-    @property
-    def initialized(self) -> bool:
-        return bool(self.starting_balances)
+    def initialized(self, venue: str) -> bool:
+        """Whether ``venue``'s account has its starting balances."""
+        return any(v == venue for v, _ in self.starting_balances)
 
-    def initialize(self, starting_balances: Mapping[str, Decimal]) -> None:
-        """Set the starting balances once (first boot). Must run inside a transaction.
+    def initialize(self, venue: str, starting_balances: Mapping[str, Decimal]) -> None:
+        """Set a venue account's starting balances once (its first boot). Inside a transaction.
+
+        Args:
+            venue: the venue account.
+            starting_balances: asset -> amount (the config's for the paper venue; the exchange's
+                own balances for a live venue).
 
         Raises:
-            PreconditionError: already initialized (starting balances never change afterwards).
+            PreconditionError: that venue already has starting balances (they never change).
         """
-        if self.initialized:
-            raise PreconditionError("portfolio already has starting balances")
+        if self.initialized(venue):
+            raise PreconditionError(f"venue {venue} already has starting balances")
         for asset, amount in sorted(starting_balances.items()):
-            self.db.execute("INSERT INTO starting_balances(asset, total) VALUES (?, ?)", (asset, dec_str(amount)))
-            self.db.execute("INSERT INTO balances(asset, total) VALUES (?, ?)", (asset, dec_str(amount)))
-        self.starting_balances = dict(starting_balances)
-        self.balances = dict(starting_balances)
+            self.db.execute("INSERT INTO starting_balances(venue, asset, total) VALUES (?, ?, ?)", (venue, asset, dec_str(amount)))
+            self.db.execute("INSERT INTO balances(venue, asset, total) VALUES (?, ?, ?)", (venue, asset, dec_str(amount)))
+            self.starting_balances[(venue, asset)] = amount
+            self.balances[(venue, asset)] = amount
         self.journal.append(
-            self.clock.now_ns(), "BalancesInitialized", "portfolio", "account",
-            {"balances": {a: dec_str(v) for a, v in starting_balances.items()}},
+            self.clock.now_ns(), "BalancesInitialized", "portfolio", venue,
+            {"venue": venue, "balances": {a: dec_str(v) for a, v in starting_balances.items()}},
         )
+
+    def rename_venue(self, old: str, new: str) -> None:
+        """Move an account's balances to a new venue name (the paper venue renamed in the config)."""
+        for table in ("balances", "starting_balances"):
+            self.db.execute(f"UPDATE {table} SET venue=? WHERE venue=?", (new, old))
+        for mapping in (self.balances, self.starting_balances):
+            for (venue, asset) in [k for k in mapping if k[0] == old]:
+                mapping[(new, asset)] = mapping.pop((venue, asset))
+        self.journal.append(self.clock.now_ns(), "VenueRenamed", "portfolio", new, {"old": old, "new": new})
 
     def apply_fill(self, fill: Fill) -> Position:
         """Apply a fill to balances and the position; persist and journal. Inside a transaction.
@@ -110,12 +128,14 @@ class Portfolio:
             The instrument's position after the fill.
         """
         instrument = self.instruments[fill.instrument]
+        venue = fill.instrument.venue
         changed = {instrument.base, instrument.quote, fill.fee_asset}
         apply_fill_to_balances(self.balances, fill, instrument.base, instrument.quote)
         for asset in changed:
             self.db.execute(
-                "INSERT INTO balances(asset, total) VALUES (?, ?) ON CONFLICT(asset) DO UPDATE SET total=excluded.total",
-                (asset, dec_str(self.balances[asset])),
+                "INSERT INTO balances(venue, asset, total) VALUES (?, ?, ?) "
+                "ON CONFLICT(venue, asset) DO UPDATE SET total=excluded.total",
+                (venue, asset, dec_str(self.balances[(venue, asset)])),
             )
         position = (self.positions.get(fill.instrument) or Position(fill.instrument, instrument.quote)).apply(fill)
         self.positions[fill.instrument] = position
@@ -134,7 +154,7 @@ class Portfolio:
                 "fill_id": fill.fill_id,
                 "qty": position.qty, "avg_price": position.avg_price,
                 "realized_pnl": position.realized_pnl, "fees": position.fees,
-                "balances": {a: self.balances[a] for a in sorted(changed)},
+                "venue": venue, "balances": {a: self.balances[(venue, a)] for a in sorted(changed)},
             },
         )
         return position
@@ -159,12 +179,12 @@ class Portfolio:
         inst = self.instruments[instrument]
         return self.positions.get(instrument) or Position(instrument, inst.quote)
 
-    def balance(self, asset: str) -> Decimal:
-        return self.balances.get(asset, ZERO)
+    def balance(self, asset: str, venue: str) -> Decimal:
+        return self.balances.get((venue, asset), ZERO)
 
-    def free_balance(self, asset: str) -> Decimal:
-        """Total minus what open orders reserve."""
-        return self.balance(asset) - self.reserved(asset)
+    def free_balance(self, asset: str, venue: str) -> Decimal:
+        """Total on ``venue`` minus what open orders there reserve."""
+        return self.balance(asset, venue) - self.reserved(asset, venue)
 
     def value_in_nav(self, amount: Decimal, asset: str) -> Decimal | None:
         """``amount`` of ``asset`` in the NAV currency at current marks; None without a price path."""
@@ -186,8 +206,8 @@ class Portfolio:
                 return ZERO
             return converted
 
-        nav = sum((value(v, a) for a, v in self.balances.items() if v), ZERO)
-        starting = sum((value(v, a) for a, v in self.starting_balances.items() if v), ZERO)
+        nav = sum((value(v, a) for (_, a), v in self.balances.items() if v), ZERO)
+        starting = sum((value(v, a) for (_, a), v in self.starting_balances.items() if v), ZERO)
         realized = unrealized = fees = ZERO
         for iid, pos in self.positions.items():
             realized += value(pos.realized_pnl, pos.quote)

@@ -296,11 +296,11 @@ class RiskEngine:
                                     f"position notional after order {_fmt(position_value)} > limit {dec_str(self.limits.max_position_notional)} {self.portfolio.nav_currency}")
         if order.side is OrderSide.BUY:
             need = notional_quote * (1 + fee_rate)
-            free = self.portfolio.free_balance(instrument.quote)
+            free = self.portfolio.free_balance(instrument.quote, order.instrument.venue)
             if need > free:
                 raise RiskRejection("insufficient_balance", f"needs {_fmt(need)} {instrument.quote}, free {_fmt(free)}")
         else:
-            free = self.portfolio.free_balance(instrument.base)
+            free = self.portfolio.free_balance(instrument.base, order.instrument.venue)
             if order.qty > free:
                 raise RiskRejection("insufficient_balance", f"sells {dec_str(order.qty)} {instrument.base}, free {_fmt(free)} (spot: no shorting)")
 

@@ -56,17 +56,17 @@ def check_consistency(db: Database) -> list[str]:
         if (status == "FILLED") != (Decimal(filled_qty) == Decimal(qty)):
             problems.append(f"order {cid}: status {status} with filled {filled_qty} of {qty}")
 
-    starting = {a: Decimal(t) for a, t in db.query("SELECT asset, total FROM starting_balances")}
+    starting = {(v, a): Decimal(t) for v, a, t in db.query("SELECT venue, asset, total FROM starting_balances")}
     assets: dict[InstrumentId, tuple[str, str]] = {}
     for f in fills:
         if f.instrument not in assets:
             base, quote = f.instrument.symbol.split("/")
             assets[f.instrument] = (base, quote.split(":")[0])
     balances, positions = recompute_from_fills(starting, fills, assets)
-    stored = {a: Decimal(t) for a, t in db.query("SELECT asset, total FROM balances")}
-    for asset in set(balances) | set(stored):
-        if balances.get(asset, Decimal(0)) != stored.get(asset, Decimal(0)):
-            problems.append(f"balance {asset}: stored {stored.get(asset, 0)} != recomputed {balances.get(asset, 0)}")
+    stored = {(v, a): Decimal(t) for v, a, t in db.query("SELECT venue, asset, total FROM balances")}
+    for key in sorted(set(balances) | set(stored)):
+        if balances.get(key, Decimal(0)) != stored.get(key, Decimal(0)):
+            problems.append(f"balance {key[1]}@{key[0]}: stored {stored.get(key, 0)} != recomputed {balances.get(key, 0)}")
     for venue, symbol, qty, avg, realized in db.query("SELECT venue, symbol, qty, avg_price, realized_pnl FROM positions"):
         pos = positions.get(InstrumentId(venue, symbol))
         expected = (pos.qty, pos.avg_price, pos.realized_pnl) if pos else (0, 0, 0)

@@ -123,8 +123,8 @@ class StrategyContext(Protocol):
         """The account's position in the instrument (flat Position if none)."""
         ...
 
-    def free_balance(self, asset: str) -> Decimal:
-        """Balance minus what open orders reserve."""
+    def free_balance(self, asset: str, venue: str) -> Decimal:
+        """Balance of ``asset`` on ``venue`` minus what open orders there reserve."""
         ...
 
     def save_state(self, state: dict[str, Any]) -> None:

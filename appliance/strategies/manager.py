@@ -94,8 +94,8 @@ class _Context:
     def position(self, instrument_id: InstrumentId) -> Position:
         return self._m.portfolio.position(instrument_id)
 
-    def free_balance(self, asset: str) -> Decimal:
-        return self._m.portfolio.free_balance(asset)
+    def free_balance(self, asset: str, venue: str) -> Decimal:
+        return self._m.portfolio.free_balance(asset, venue)
 
     def save_state(self, state: dict[str, Any]) -> None:
         self._m._save_state(self.strategy_id, state)

@@ -314,7 +314,7 @@ class TrendMomentum(Strategy):
         qty = self.ctx.position(instrument.id).qty
         if qty <= 0:
             return ZERO
-        return min(qty, self.ctx.free_balance(instrument.base))
+        return min(qty, self.ctx.free_balance(instrument.base, instrument.id.venue))
 
     @staticmethod
     def _is_dust(instrument: Instrument, qty: Decimal, price: Decimal | None) -> bool:
@@ -466,7 +466,7 @@ class TrendMomentum(Strategy):
         atr = self._atr_now(buffer)
         if math.isnan(atr):
             return
-        free_quote = self.ctx.free_balance(instrument.quote)
+        free_quote = self.ctx.free_balance(instrument.quote, instrument.id.venue)
         if free_quote <= 0 or bar.close <= 0:
             self.ctx.log("entry signal ignored: no free quote balance", instrument=str(inst), asset=instrument.quote)
             return

@@ -60,7 +60,7 @@ class World:
         self.risk = RiskEngine(self.db, self.journal, self.clock, self.portfolio, limits, self.oms.open_order_count,
                                lambda reason: self.oms.cancel_all(reason))
         self.oms.risk_check = self.risk.check
-        self.do(lambda: self.portfolio.initialized or self.portfolio.initialize({"BTC": D("1")}))
+        self.do(lambda: self.portfolio.initialized("paper") or self.portfolio.initialize("paper", {"BTC": D("1")}))
         self.portfolio.update_mark(IID, D("0.05"))
 
     def do(self, fn, *args):
@@ -132,7 +132,7 @@ def test_fills_update_portfolio_exactly_once_and_recompute(world):
     f2 = world.fill(order, "1.5", "0.051", 2)
     o = world.oms.get(order.client_order_id)
     assert o.status is OrderStatus.FILLED and o.filled_qty == D("2")
-    balances, positions = recompute_from_fills({"BTC": D("1")}, [f1, f2], {IID: ("ETH", "BTC")})
+    balances, positions = recompute_from_fills({("paper", "BTC"): D("1")}, [f1, f2], {IID: ("ETH", "BTC")})
     assert world.portfolio.balances == balances
     assert world.portfolio.positions[IID] == positions[IID]
     assert world.db.scalar("SELECT COUNT(*) FROM fills") == 2

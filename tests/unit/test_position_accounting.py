@@ -30,9 +30,9 @@ def test_average_cost_add_reduce_flip():
 
 def test_recompute_balances_from_fills():
     fills = [fill(1, OrderSide.BUY, "2", "0.05", "0.00025"), fill(2, OrderSide.SELL, "2", "0.06", "0.0003")]
-    balances, positions = recompute_from_fills({"BTC": D("1")}, fills, {IID: ("ETH", "BTC")})
-    assert balances["ETH"] == 0
-    assert balances["BTC"] == D("1") - D("0.1") - D("0.00025") + D("0.12") - D("0.0003")
+    balances, positions = recompute_from_fills({("paper", "BTC"): D("1")}, fills, {IID: ("ETH", "BTC")})
+    assert balances[("paper", "ETH")] == 0
+    assert balances[("paper", "BTC")] == D("1") - D("0.1") - D("0.00025") + D("0.12") - D("0.0003")
     assert positions[IID].realized_pnl == D("0.02") and positions[IID].qty == 0
 
 

@@ -246,7 +246,7 @@ class FakeContext:
     def position(self, instrument_id: InstrumentId) -> Position:
         return self.positions.get(instrument_id) or Position(instrument_id, self.inst.quote)
 
-    def free_balance(self, asset: str) -> Decimal:
+    def free_balance(self, asset: str, venue: str) -> Decimal:
         reserved = ZERO
         for o in self.open_orders():
             if o.side is OrderSide.BUY and asset == self.inst.quote:
@@ -263,7 +263,9 @@ class FakeContext:
 
     # venue side
     def _apply_to_portfolio(self, fill: Fill) -> None:
-        apply_fill_to_balances(self.balances, fill, self.inst.base, self.inst.quote)
+        keyed = {(self.inst.id.venue, a): v for a, v in self.balances.items()}
+        apply_fill_to_balances(keyed, fill, self.inst.base, self.inst.quote)
+        self.balances = {a: v for (_, a), v in keyed.items()}
         self.positions[fill.instrument] = self.position(fill.instrument).apply(fill)
 
     def venue_step(self, i: int, bar: Bar) -> None:

@@ -14,18 +14,19 @@ class PortfolioServicer(portfolio_pb2_grpc.PortfolioServiceServicer):
         self.app = app
         self.portfolio = app.portfolio
 
-    def _balances(self):
+    def _balances(self, venue: str):
         p = self.portfolio
         return [
-            portfolio_pb2.Balance(asset=a, total=dec_str(t), reserved=dec_str(p.reserved(a)), free=dec_str(p.free_balance(a)),
-                                  venue=self.app.config.paper.venue)
-            for a, t in sorted(p.balances.items())
+            portfolio_pb2.Balance(asset=a, total=dec_str(t), reserved=dec_str(p.reserved(a, v)),
+                                  free=dec_str(p.free_balance(a, v)), venue=v)
+            for (v, a), t in sorted(p.balances.items())
+            if not venue or v == venue
         ]
 
     async def ListBalances(self, request, context):
         if request.venue and request.venue not in self.app.venues:
             raise ValidationError("venue", f"unknown venue {request.venue!r}; known: {', '.join(sorted(self.app.venues))}")
-        return portfolio_pb2.ListBalancesResponse(balances=await self.app.engine.call(self._balances))
+        return portfolio_pb2.ListBalancesResponse(balances=await self.app.engine.call(self._balances, request.venue))
 
     def _positions(self, instrument: str, include_flat: bool):
         out = []
