@@ -28,7 +28,11 @@ from appliance.store.journal import Journal
 from appliance.strategies.manager import StrategyManager
 from appliance.strategies.registry import STRATEGY_TYPES
 from appliance.telemetry.metrics import Metrics
-from appliance.venues.base import OrderAccepted, OrderCanceled, OrderExpired, OrderFilled, OrderRejected
+from appliance.execution.venue_monitor import VenueMonitor
+from appliance.venues.base import (
+    BalanceSnapshot, OrderAccepted, OrderCanceled, OrderExpired, OrderFilled, OrderRejected, UnknownVenueOrder,
+    VenueHealthChanged,
+)
 from appliance.venues.paper.fill_model import CandleFillModel
 from appliance.venues.paper.venue import PaperVenue, instruments_from_dataset
 
@@ -109,9 +113,15 @@ class Appliance:
         self._stale_warned: set[str] = set()
         self.journal.subscribe(self._metrics_from_journal)
 
+        self.venue_monitor = VenueMonitor(self.journal, self.clock, self.portfolio, {}, self.risk.engage_kill_switch,
+                                          on_health=lambda venue, health: self.metrics.venue_health.labels(venue).set(
+                                              {"CONNECTED": 2, "DEGRADED": 1, "DOWN": 0}[health.value]))
+
         self.engine.register(BarSlice, self._on_slice)
         for report_type in (OrderAccepted, OrderRejected, OrderCanceled, OrderExpired, OrderFilled):
             self.engine.register(report_type, self.oms.on_report)
+        for report_type in (VenueHealthChanged, UnknownVenueOrder, BalanceSnapshot):
+            self.engine.register(report_type, self.venue_monitor.on_report)
 
     # -- recovery ---------------------------------------------------------------------------------
     def recover(self) -> list[str]:

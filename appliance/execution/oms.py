@@ -28,7 +28,7 @@ from appliance.portfolio.service import Portfolio
 from appliance.store.db import Database
 from appliance.store.journal import Journal
 from appliance.venues.base import (
-    OrderAccepted, OrderCanceled, OrderExpired, OrderFilled, OrderRejected, Venue, VenueReport, VenueUnavailable,
+    LOST_BEFORE_SEND, OrderAccepted, OrderCanceled, OrderExpired, OrderFilled, OrderRejected, Venue, VenueReport,
 )
 
 log = logging.getLogger("lyra.oms")
@@ -286,7 +286,8 @@ class OrderManager:
             if order.status is OrderStatus.PENDING_SUBMIT:
                 self._update(order.transition(OrderStatus.OPEN, report.ts_ns, venue_order_id=report.venue_order_id), "OrderAccepted")
         elif isinstance(report, OrderRejected):
-            self._update(order.transition(OrderStatus.REJECTED, report.ts_ns, reject_rule="venue", reason=report.reason), "OrderRejected")
+            rule = LOST_BEFORE_SEND if report.reason.startswith(LOST_BEFORE_SEND) else "venue"
+            self._update(order.transition(OrderStatus.REJECTED, report.ts_ns, reject_rule=rule, reason=report.reason), "OrderRejected")
         elif isinstance(report, OrderCanceled):
             self._update(order.transition(OrderStatus.CANCELED, report.ts_ns, reason=report.reason), "OrderCanceled")
         elif isinstance(report, OrderExpired):
@@ -320,40 +321,26 @@ class OrderManager:
 
     # -- recovery -----------------------------------------------------------------------------
     def reconcile(self) -> list[str]:
-        """Check every non-terminal order against its venue by client order id (run at start-up,
-        inside a transaction). Returns human-readable notes of what changed.
+        """Ask every venue to reconcile Lyra's non-terminal orders there (start-up, reconnects,
+        periodically). Inside an engine message: the requests leave after commit and the venues'
+        answers come back as ordinary reports (see :meth:`Venue.reconcile`), applied in order and
+        idempotently. Returns notes of what was requested.
 
-        PENDING_SUBMIT orders the venue never received are REJECTED (rule ``lost_before_send``):
-        sending them now could act on stale decisions, and a strategy sees the rejection and decides
-        again. A venue that cannot answer leaves the order untouched (never "not found").
+        A PENDING_SUBMIT order a venue never received is rejected (rule ``lost_before_send``):
+        sending it now could act on a stale decision; its strategy sees the rejection and decides
+        again. A venue that cannot answer concludes nothing (never "not found").
         """
         notes = []
-        for order in list(self.open_orders.values()):
-            venue = self.venues.get(order.instrument.venue)
+        by_venue: dict[str, list[Order]] = {}
+        for order in self.open_orders.values():
+            by_venue.setdefault(order.instrument.venue, []).append(order)
+        for name, orders in sorted(by_venue.items()):
+            venue = self.venues.get(name)
             if venue is None:
-                notes.append(f"{order.client_order_id}: venue {order.instrument.venue} not configured; left as {order.status.value}")
+                notes.append(f"{len(orders)} open orders on venue {name}, which is not configured; left as they are")
                 continue
-            try:
-                state = venue.lookup(order.client_order_id)
-            except VenueUnavailable as exc:
-                notes.append(f"{order.client_order_id}: venue unavailable ({exc}); left as {order.status.value}")
-                continue
-            now = self.clock.now_ns()
-            if state is None:
-                if order.status is OrderStatus.PENDING_SUBMIT:
-                    self._update(order.transition(OrderStatus.REJECTED, now, reject_rule="lost_before_send",
-                                                  reason="never reached the venue before a restart"), "OrderRejected")
-                    notes.append(f"{order.client_order_id}: never reached the venue; REJECTED")
-                else:
-                    notes.append(f"{order.client_order_id}: unknown to the venue while {order.status.value}; left for an operator")
-                continue
-            if order.status is OrderStatus.PENDING_SUBMIT:
-                order = order.transition(OrderStatus.OPEN, now, venue_order_id=state.venue_order_id)
-                self._update(order, "OrderAccepted")
-                notes.append(f"{order.client_order_id}: accepted by the venue before the restart; OPEN")
-            if state.status == "canceled" and order.filled_qty == state.filled_qty:
-                self._update(order.transition(OrderStatus.CANCELED, now, reason="canceled at venue during restart"), "OrderCanceled")
-                notes.append(f"{order.client_order_id}: canceled at the venue; CANCELED")
+            self.engine.after_commit(lambda venue=venue, orders=orders: venue.reconcile(orders))
+            notes.append(f"reconciling {len(orders)} open orders with venue {name}")
         return notes
 
     # -- persistence --------------------------------------------------------------------------------

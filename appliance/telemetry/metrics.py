@@ -37,6 +37,7 @@ class Metrics:
                                     ["credential_id", "venue"], registry=r)
         self.stale_credentials = Gauge("lyra_vault_stale_credentials", "Credentials older than the rotation age (alert when > 0)",
                                        registry=r)
+        self.venue_health = Gauge("lyra_venue_health", "Venue health: 2 connected, 1 degraded, 0 down", ["venue"], registry=r)
         self.vault_sealed = Gauge("lyra_vault_sealed", "1 while the vault is sealed or uninitialized", registry=r)
         for state in OrderStatus:
             self.orders.labels(state.value)

@@ -157,3 +157,44 @@ class Venue(Protocol):
 
 class VenueUnavailable(Exception):
     """The venue could not answer; callers must not treat this as 'order not found'."""
+
+
+LOST_BEFORE_SEND = "lost_before_send"
+
+
+def reconcile_by_lookup(
+    orders: list[Order], lookup: Callable[[str], VenueOrderState | None], sink: ReportSink, now_ns: int
+) -> int:
+    """Reconcile ``orders`` with a venue that answers lookups by client order id synchronously.
+
+    Reports: OrderAccepted for a PENDING_SUBMIT order the venue has; OrderCanceled / OrderExpired
+    for orders the venue ended; OrderRejected(``"lost_before_send: ..."``) for a PENDING_SUBMIT
+    order it never received. Fills are not reported here: a venue using this helper applies them
+    in the same transaction as Lyra (the paper venue), so none can be missing.
+
+    Returns:
+        The number of reports sent.
+
+    Raises:
+        VenueUnavailable: from ``lookup``; nothing is concluded for the remaining orders.
+    """
+    sent = 0
+    for order in orders:
+        state = lookup(order.client_order_id)
+        report: VenueReport | None = None
+        if state is None:
+            if order.status.value == "PENDING_SUBMIT":
+                report = OrderRejected(order.client_order_id, f"{LOST_BEFORE_SEND}: never reached the venue before a restart", now_ns)
+        elif state.status == "canceled":
+            if order.status.value == "PENDING_SUBMIT":
+                sink(OrderAccepted(order.client_order_id, state.venue_order_id, now_ns))
+                sent += 1
+            report = OrderCanceled(order.client_order_id, "canceled at the venue while Lyra was away", now_ns)
+        elif state.status == "expired":
+            report = OrderExpired(order.client_order_id, "expired at the venue while Lyra was away", now_ns)
+        elif order.status.value == "PENDING_SUBMIT":
+            report = OrderAccepted(order.client_order_id, state.venue_order_id, now_ns)
+        if report is not None:
+            sink(report)
+            sent += 1
+    return sent

@@ -16,7 +16,9 @@ from appliance.portfolio.service import Portfolio
 from appliance.risk.engine import RiskEngine, RiskLimits, TradingState
 from appliance.store.db import Database
 from appliance.store.journal import Journal
-from appliance.venues.base import OrderAccepted, OrderCanceled, OrderFilled, VenueOrderState
+from appliance.venues.base import (
+    OrderAccepted, OrderCanceled, OrderFilled, OrderRejected, VenueHealth, VenueOrderState, reconcile_by_lookup,
+)
 
 IID = InstrumentId("paper", "ETH/BTC")
 INST = Instrument(IID, "ETH", "BTC", D("0.000001"), D("0.001"), min_qty=D("0.001"), min_notional=D("0.0005"),
@@ -45,6 +47,12 @@ class RecordingVenue:
     def lookup(self, client_order_id):
         return self.known.get(client_order_id)
 
+    def reconcile(self, orders):
+        reconcile_by_lookup(orders, self.lookup, self.sink, 99)
+
+    def health(self):
+        return VenueHealth.CONNECTED
+
 
 class World:
     def __init__(self, path, limits=RiskLimits()):
@@ -53,6 +61,7 @@ class World:
         self.clock = SimClock(10 * NS_PER_DAY)
         self.engine = Engine(self.db, self.journal)
         self.venue = RecordingVenue()
+        self.venue.set_report_sink(self.engine.post)
         instruments = {IID: INST}
         self.portfolio = Portfolio(self.db, self.journal, self.clock, instruments, "BTC")
         self.oms = OrderManager(self.db, self.journal, self.clock, self.engine, {"paper": self.venue}, instruments, self.portfolio)
@@ -60,6 +69,8 @@ class World:
         self.risk = RiskEngine(self.db, self.journal, self.clock, self.portfolio, limits, self.oms.open_order_count,
                                lambda reason: self.oms.cancel_all(reason))
         self.oms.risk_check = self.risk.check
+        for report_type in (OrderAccepted, OrderCanceled, OrderFilled, OrderRejected):
+            self.engine.register(report_type, self.oms.on_report)
         self.do(lambda: self.portfolio.initialized("paper") or self.portfolio.initialize("paper", {"BTC": D("1")}))
         self.portfolio.update_mark(IID, D("0.05"))
 
@@ -224,10 +235,11 @@ def test_reconcile_after_crash(tmp_path):
     lost = w.submit(qty="1")          # never reached it
     del w.venue.known[lost.client_order_id]
     notes = w.do(w.oms.reconcile)
+    assert notes == ["reconciling 2 open orders with venue paper"]
+    assert w.engine.drain() == 2  # the venue's answers come back as reports, handled in order
     assert w.oms.get(sent.client_order_id).status is OrderStatus.OPEN
     lost_now = w.oms.get(lost.client_order_id)
     assert lost_now.status is OrderStatus.REJECTED and lost_now.reject_rule == "lost_before_send"
-    assert len(notes) == 2
     w.db.close()
 
 

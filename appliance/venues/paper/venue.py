@@ -44,8 +44,10 @@ from appliance.venues.base import (
     OrderFilled,
     OrderRejected,
     ReportSink,
+    VenueHealth,
     VenueOrderState,
     VenueReport,
+    reconcile_by_lookup,
 )
 from appliance.venues.paper.fill_model import FillDecision
 
@@ -383,6 +385,14 @@ class PaperVenue:
         if n is None:
             return None
         return self._row_to_order(n, row).state()
+
+    def reconcile(self, orders: list[Order]) -> None:
+        """Report what this venue knows of ``orders`` (see :func:`reconcile_by_lookup`)."""
+        reconcile_by_lookup(orders, self.lookup, self._require_sink(), self.clock.now_ns())
+
+    def health(self) -> VenueHealth:
+        """The paper venue runs in-process: always connected."""
+        return VenueHealth.CONNECTED
 
     # -- matching ---------------------------------------------------------------------------
     def _remove(self, paper: PaperOrder) -> None:
