@@ -6,6 +6,7 @@ Nothing else constructs services; tests build an :class:`Appliance` from a confi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +29,8 @@ from appliance.store.journal import Journal
 from appliance.strategies.manager import StrategyManager
 from appliance.strategies.registry import STRATEGY_TYPES
 from appliance.telemetry.metrics import Metrics
-from appliance.execution.venue_monitor import VenueMonitor
+from appliance.execution.venue_monitor import DriftPolicy, VenueMonitor
+from appliance.model.errors import PreconditionError
 from appliance.venues.base import (
     BalanceSnapshot, OrderAccepted, OrderCanceled, OrderExpired, OrderFilled, OrderRejected, UnknownVenueOrder,
     VenueHealthChanged,
@@ -61,30 +63,22 @@ class Appliance:
         self.metrics = Metrics()
         self.version = __version__
 
-        # market data: the dataset the paper venue replays
-        paper = config.paper
-        files = candles.discover(paper.dataset, timeframe=paper.timeframe, exchanges=paper.exchanges or None,
-                                 symbols=paper.symbols or None)
-        series = [candles.load(f) for f in files]
-        instrument_list: list[Instrument] = instruments_from_dataset(
-            list(zip(files, series)), venue_name=paper.venue, qty_step=paper.qty_step,
-            min_notional_by_quote=paper.min_notional, maker_fee_bps=paper.maker_fee_bps, taker_fee_bps=paper.taker_fee_bps,
-        )
-        self.instruments: dict[InstrumentId, Instrument] = {i.id: i for i in instrument_list}
-        self.feed = ReplayFeed([(i.id, s) for i, s in zip(instrument_list, series)])
-        self.dataset_files = files
-
-        row = self.db.query_one("SELECT last_ts_ns, bars_handled FROM replay_cursor WHERE feed=?", (REPLAY_FEED,))
-        self.cursor_ns, slices_done = (row[0], row[1]) if row else (0, 0)
-        start_ns = self.cursor_ns or (self.feed.first_close_ns - 1 if self.feed.total_slices else 0)
-        self.clock = SimClock(start_ns)
-
         self.engine = Engine(self.db, self.journal)
-        self.venue = PaperVenue(paper.venue, instrument_list, CandleFillModel(
-            slippage_bps=paper.slippage_bps, max_participation=paper.max_participation, qty_step=paper.qty_step,
-        ), self.db, self.clock)
-        self.venue.set_report_sink(self.engine.post)
-        self.venues = {paper.venue: self.venue}
+        self.instruments: dict[InstrumentId, Instrument] = {}
+        self.venues: dict[str, object] = {}
+        self.feed: ReplayFeed | None = None
+        self.replay: ReplayController | None = None
+        self.venue: PaperVenue | None = None
+        self.cursor_ns = 0
+        self.exchange_factory = None  # tests point live venues at the exchange emulator
+        self._pending_live: list = list(config.venues)
+        self._live_lock: asyncio.Lock | None = None
+        if config.live:
+            # live: wall-clock time; the CCXT venues are connected by start_live_venues()
+            self.clock = LiveClock()
+            slices_done = 0
+        else:
+            slices_done = self._build_replay(config)
 
         self.portfolio = Portfolio(self.db, self.journal, self.clock, self.instruments, config.portfolio.nav_currency)
         self.oms = OrderManager(self.db, self.journal, self.clock, self.engine, self.venues, self.instruments, self.portfolio)
@@ -99,10 +93,14 @@ class Appliance:
         self.oms.risk_check = self.risk.check
         self.strategies = StrategyManager(self.db, self.journal, self.clock, self.oms, self.portfolio, self.instruments,
                                           STRATEGY_TYPES, self._history)
-        self.replay = ReplayController(self.feed, self.engine.submit, after_ns=self.cursor_ns, slices_done=slices_done,
-                                       speed=paper.speed)
-        if paper.start == "first_strategy":
-            self.strategies.on_first_start = self.replay.start
+        if config.live:
+            self.strategies.unavailable_reason = ("strategies need bars: in live mode they arrive with the live bar feed "
+                                                  "(not built yet); operator orders work")
+        if self.feed is not None:
+            self.replay = ReplayController(self.feed, self.engine.submit, after_ns=self.cursor_ns,
+                                           slices_done=slices_done, speed=config.paper.speed)
+            if config.paper.start == "first_strategy":
+                self.strategies.on_first_start = self.replay.start
 
         self.metrics.seed_orders(self.db.query("SELECT status, COUNT(*) FROM orders GROUP BY status"),
                                  self.oms.open_orders.values())
@@ -123,6 +121,119 @@ class Appliance:
         for report_type in (VenueHealthChanged, UnknownVenueOrder, BalanceSnapshot):
             self.engine.register(report_type, self.venue_monitor.on_report)
 
+    def _build_replay(self, config: LyraConfig) -> int:
+        """Replay mode: the paper venue over the candle dataset, on a SimClock. Returns the
+        slices handled before a restart."""
+        paper = config.paper
+        files = candles.discover(paper.dataset, timeframe=paper.timeframe, exchanges=paper.exchanges or None,
+                                 symbols=paper.symbols or None)
+        series = [candles.load(f) for f in files]
+        instrument_list: list[Instrument] = instruments_from_dataset(
+            list(zip(files, series)), venue_name=paper.venue, qty_step=paper.qty_step,
+            min_notional_by_quote=paper.min_notional, maker_fee_bps=paper.maker_fee_bps, taker_fee_bps=paper.taker_fee_bps,
+        )
+        self.instruments.update({i.id: i for i in instrument_list})
+        self.feed = ReplayFeed([(i.id, s) for i, s in zip(instrument_list, series)])
+        self.dataset_files = files
+        row = self.db.query_one("SELECT last_ts_ns, bars_handled FROM replay_cursor WHERE feed=?", (REPLAY_FEED,))
+        self.cursor_ns, slices_done = (row[0], row[1]) if row else (0, 0)
+        self.clock = SimClock(self.cursor_ns or (self.feed.first_close_ns - 1 if self.feed.total_slices else 0))
+        self.venue = PaperVenue(paper.venue, instrument_list, CandleFillModel(
+            slippage_bps=paper.slippage_bps, max_participation=paper.max_participation, qty_step=paper.qty_step,
+        ), self.db, self.clock)
+        self.venue.set_report_sink(self.engine.post)
+        self.venues[paper.venue] = self.venue
+        return slices_done
+
+    # -- live venues --------------------------------------------------------------------------------
+    async def start_live_venues(self) -> list[str]:
+        """Connect the configured CCXT venues that are not connected yet (at boot, and again when
+        the vault is unsealed). A venue whose credential needs the sealed vault waits; one that
+        cannot connect is retried at the next call. Each connected venue is reconciled at once.
+
+        Returns:
+            Notes of what happened (no secret in them).
+        """
+        if self._live_lock is None:
+            self._live_lock = asyncio.Lock()
+        async with self._live_lock:  # triggered by boot and by vault events: one at a time
+            return await self._start_pending_venues()
+
+    async def _start_pending_venues(self) -> list[str]:
+        from appliance.venues.ccxt import CcxtVenue
+        from appliance.venues.base import VenueUnavailable
+
+        notes = []
+        for vc in list(self._pending_live):
+            credentials = None
+            if vc.credential:
+                vault = getattr(self, "vault", None)
+                if vault is None or vault.state is not VaultState.UNSEALED:
+                    notes.append(f"venue {vc.name}: waiting for the vault to be unsealed")
+                    continue
+                credential_id = await self.engine.call(self._credential_id, vault, vc.credential)
+                if credential_id is None:
+                    notes.append(f"venue {vc.name}: no credential {vc.credential!r} in the vault yet "
+                                 f"(lyractl vault credentials add --venue {vc.exchange} --label ...)")
+                    continue
+                credentials = await self.engine.call(vault.reveal, credential_id)
+            venue = CcxtVenue(vc.name, vc.exchange, credentials, self.clock, exchange_factory=self._exchange_factory(vc),
+                              options={"poll_interval_s": vc.poll_interval_s, "reconcile_interval_s": vc.reconcile_interval_s,
+                                       "sandbox": vc.sandbox, "symbols": vc.symbols or None,
+                                       "ccxt_options": dict(vc.ccxt_options)})
+            venue.set_report_sink(self.engine.post)
+            try:
+                await venue.start()
+            except VenueUnavailable as exc:
+                notes.append(f"venue {vc.name}: cannot connect yet ({exc})")
+                await venue.stop()
+                continue
+            self._pending_live.remove(vc)
+            self.venue_monitor.policies[vc.name] = DriftPolicy(vc.balance_drift_tolerance, kill_switch=vc.kill_switch_on_drift)
+
+            def register(venue=venue, name=vc.name):
+                self.venues[name] = venue
+                for instrument in venue.instruments():
+                    self.instruments[instrument.id] = instrument
+                return self.oms.reconcile()
+
+            notes += await self.engine.call(register)
+            notes.append(f"venue {vc.name} ({vc.exchange}) connected: {len(venue.instruments())} instruments")
+        return notes
+
+    @staticmethod
+    def _credential_id(vault, reference: str) -> str | None:
+        """A credential id from the config's reference: an id, or EXCHANGE/LABEL."""
+        exchange, sep, label = reference.partition("/")
+        for info in vault.list_credentials():
+            if (sep and info.venue == exchange and info.label == label) or (not sep and info.credential_id == reference):
+                return info.credential_id
+        return None
+
+    def _exchange_factory(self, vc):
+        """The factory a CcxtVenue uses: the test override, or ccxt with the config's url overrides."""
+        if self.exchange_factory is not None:
+            return self.exchange_factory
+        if not vc.urls:
+            return None
+
+        def factory(exchange_id: str, options: dict):
+            import ccxt.async_support as ccxt_async
+
+            exchange = getattr(ccxt_async, exchange_id)(options)
+            api = exchange.urls.get("api")
+            if isinstance(api, dict):
+                api.update(vc.urls)
+            return exchange
+
+        return factory
+
+    async def stop_live_venues(self) -> None:
+        for venue in list(self.venues.values()):
+            stop = getattr(venue, "stop", None)
+            if stop is not None:
+                await stop()
+
     # -- recovery ---------------------------------------------------------------------------------
     def recover(self) -> list[str]:
         """Bring state back in line before serving (first boot or after a crash). Returns notes.
@@ -135,6 +246,11 @@ class Appliance:
     def _recover(self) -> list[str]:
         notes: list[str] = []
         paper = self.config.paper.venue
+        if self.venue is None:  # live mode: no paper account; live accounts start from the venue's balances
+            notes += self.oms.reconcile()
+            if self.risk.kill_switch_engaged and self.oms.open_orders:
+                notes.append("kill switch engaged: open orders are canceled as their venues connect")
+            return notes
         if paper != "paper" and not self.portfolio.initialized(paper) and self.portfolio.initialized("paper"):
             self.portfolio.rename_venue("paper", paper)  # balances from before venues were named
             notes.append(f"paper venue renamed to {paper}")
@@ -158,12 +274,20 @@ class Appliance:
     def replay_should_autostart(self) -> bool:
         """Start the replay at boot when configured so, or when it was under way — unless an
         operator had paused it (a pause survives restarts)."""
+        if self.replay is None:
+            return False
         if self.db.scalar("SELECT value FROM meta WHERE name='replay_paused'") == "1":
             return False
         return self.config.paper.start == "immediately" or self.cursor_ns > 0 or self.strategies.any_running
 
+    def _require_replay(self) -> ReplayController:
+        if self.replay is None:
+            raise PreconditionError("no replay: lyrad runs in live mode ([[venues]] configured)")
+        return self.replay
+
     def pause_replay(self):
         """Operator pause (inside an engine message): persisted so that a restart stays paused."""
+        self._require_replay()
         self.db.execute("INSERT INTO meta(name, value) VALUES ('replay_paused', '1') "
                         "ON CONFLICT(name) DO UPDATE SET value='1'")
         self.journal.append(self.clock.now_ns(), "ReplayPaused", "replay", REPLAY_FEED, {})
@@ -171,6 +295,7 @@ class Appliance:
 
     def start_replay(self):
         """Operator start/resume (inside an engine message)."""
+        self._require_replay()
         self.db.execute("DELETE FROM meta WHERE name='replay_paused'")
         self.journal.append(self.clock.now_ns(), "ReplayStarted", "replay", REPLAY_FEED, {})
         return self.replay.start()
@@ -222,7 +347,7 @@ class Appliance:
 
     def _history(self, instrument: InstrumentId, n: int) -> list[Bar]:
         """The last ``n`` bars of ``instrument`` up to the replay position (for warm-up and marks)."""
-        if n <= 0:
+        if n <= 0 or self.feed is None:
             return []
         return self.feed.history(instrument, self.clock.now_ns(), n)
 

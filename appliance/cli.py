@@ -380,12 +380,20 @@ async def _serve(config: LyraConfig) -> None:
     }))
     log.info("lyrad %s serving", __version__, extra={"grpc": f"{host}:{port}", "metrics_port": metrics_port,
                                                      "instruments": len(app.instruments), "replay_start": config.paper.start})
+    loop = asyncio.get_running_loop()
+    for note in await app.start_live_venues():
+        log.info("venues: %s", note)
+
+    def on_journal(entry) -> None:  # venues whose credentials were waiting for the vault
+        if entry.aggregate in ("vault", "credential") and app._pending_live:
+            loop.create_task(_log_notes(app.start_live_venues(), log))
+
+    app.journal.subscribe(on_journal)
     if app.replay_should_autostart():
         app.replay.start()
     elif config.paper.start == "first_strategy":
         log.info("replay waiting: it starts when a strategy is started (or `lyractl replay start`)")
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     app.engine.on_fatal = lambda exc: stop.set()
@@ -399,13 +407,20 @@ async def _serve(config: LyraConfig) -> None:
     await stop.wait()
     refresher.cancel()
     log.info("shutting down")
-    await app.replay.stop()
+    if app.replay is not None:
+        await app.replay.stop()
+    await app.stop_live_venues()
     await server.stop(grace=2)
     await app.engine.stop()
     app.close()
     run_file.unlink(missing_ok=True)
     if app.engine.fatal is not None:
         sys.exit(EXIT_FATAL)
+
+
+async def _log_notes(notes_coro, log) -> None:
+    for note in await notes_coro:
+        log.info("venues: %s", note)
 
 
 if __name__ == "__main__":

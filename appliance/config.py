@@ -120,6 +120,25 @@ class PaperConfig(_Section):
         return value
 
 
+class VenueConfig(_Section):
+    """A live exchange account reached through CCXT."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="venue name in instrument ids, e.g. binance-main")
+    exchange: str = Field(pattern=r"^[a-z0-9_]{2,32}$", description="ccxt exchange id, e.g. binance")
+    credential: str = Field("", description="vault credential: its id, or EXCHANGE/LABEL as stored with "
+                            "`lyractl vault credentials add --venue EXCHANGE --label LABEL`; empty = public data only")
+    sandbox: bool = Field(False, description="use the exchange's testnet (ccxt set_sandbox_mode)")
+    poll_interval_s: float = Field(2.0, gt=0, description="order/trade polling when no websocket stream is available")
+    reconcile_interval_s: float = Field(300.0, gt=0, description="periodic reconciliation of open orders and balances")
+    ccxt_options: dict[str, object] = Field(default_factory=dict, description="merged into the ccxt exchange's options")
+    balance_drift_tolerance: Decimal = Field(Decimal("0.001"), description="accepted |venue - Lyra| per asset, fraction")
+    kill_switch_on_drift: bool = Field(False, description="engage the kill switch when balances drift")
+    symbols: list[str] = Field(default_factory=list, description="instruments to trade (ccxt symbols); empty = all spot markets")
+    urls: dict[str, str] = Field(default_factory=dict, description="override ccxt API urls (tests: the exchange emulator)")
+
+    _dec = field_validator("balance_drift_tolerance", mode="before")(classmethod(lambda cls, v: _decimal_field(v)))
+
+
 class PortfolioConfig(_Section):
     nav_currency: str = "BTC"
 
@@ -168,8 +187,22 @@ class LyraConfig(_Section):
     risk: RiskConfig = RiskConfig()
     auth: AuthConfig = AuthConfig()
     vault: VaultConfig = VaultConfig()
+    venues: list[VenueConfig] = Field(default_factory=list, description="live CCXT venue accounts ([[venues]])")
     logging: LoggingConfig = LoggingConfig()
     source: Path | None = Field(None, exclude=True)
+
+    @pydantic.model_validator(mode="after")
+    def _unique_venues(self) -> "LyraConfig":
+        names = [v.name for v in self.venues] + [self.paper.venue]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"venues: names must be unique (the paper venue is {self.paper.venue!r}); repeated: {dupes}")
+        return self
+
+    @property
+    def live(self) -> bool:
+        """Live mode (wall-clock time): a CCXT venue is configured; the paper venue then does not replay."""
+        return bool(self.venues)
 
     @property
     def db_path(self) -> Path:

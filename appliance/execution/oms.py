@@ -331,16 +331,19 @@ class OrderManager:
         again. A venue that cannot answer concludes nothing (never "not found").
         """
         notes = []
-        by_venue: dict[str, list[Order]] = {}
+        by_venue: dict[str, list[Order]] = {name: [] for name in self.venues}
         for order in self.open_orders.values():
             by_venue.setdefault(order.instrument.venue, []).append(order)
         for name, orders in sorted(by_venue.items()):
             venue = self.venues.get(name)
             if venue is None:
-                notes.append(f"{len(orders)} open orders on venue {name}, which is not configured; left as they are")
+                notes.append(f"{len(orders)} open orders on venue {name}, which is not connected; "
+                             "they are reconciled when it connects")
                 continue
+            # every connected venue, even without open orders: the answer carries its balances
             self.engine.after_commit(lambda venue=venue, orders=orders: venue.reconcile(orders))
-            notes.append(f"reconciling {len(orders)} open orders with venue {name}")
+            if orders:
+                notes.append(f"reconciling {len(orders)} open orders with venue {name}")
         return notes
 
     # -- persistence --------------------------------------------------------------------------------

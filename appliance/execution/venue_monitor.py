@@ -6,7 +6,8 @@
   never touched (it may be the operator's own manual order).
 * ``BalanceSnapshot`` -> the venue's own balances. A live venue's first snapshot becomes its
   starting balances; later ones are compared with Lyra's books, and a drift beyond the tolerance
-  is journaled as ``BalanceDriftDetected`` and, if configured, engages the kill switch.
+  is journaled as ``BalanceDriftDetected``; if configured, the kill switch is engaged when the same
+  assets drift in two snapshots in a row (one snapshot may race a fill that is still on its way).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class VenueMonitor:
         self.on_health = on_health
         self.health: dict[str, tuple[VenueHealth, str]] = {}
         self.unknown_orders: dict[tuple[str, str], UnknownVenueOrder] = {}
+        self._drifting: dict[str, set[str]] = {}
 
     def on_report(self, report: object) -> None:
         if isinstance(report, VenueHealthChanged):
@@ -113,6 +115,8 @@ class VenueMonitor:
                 })
                 log.warning("balance drift on %s: %s Lyra %s, venue %s (allowed %s)", venue, asset,
                             dec_str(ours), dec_str(theirs), dec_str(allowed))
-        if drifted and policy.kill_switch:
-            self.engage_kill_switch(f"balance drift on {venue}: {', '.join(drifted)}", "venue-monitor")
+        confirmed = sorted(set(drifted) & self._drifting.get(venue, set()))
+        self._drifting[venue] = set(drifted)
+        if confirmed and policy.kill_switch:
+            self.engage_kill_switch(f"balance drift on {venue}: {', '.join(confirmed)}", "venue-monitor")
         return drifted

@@ -59,7 +59,7 @@ _DERIVATIVE_VENUE_MARKERS = ("futures", "swap", "perp")
 _HINT = (
     "set LYRA_DATASET or `[paper] dataset` in the config to a folder of candle CSVs "
     "named {exchange}_{BASE-QUOTE}_{timeframe}.csv[.gz] (such as ../shared/data/candles); "
-    "`lyractl data fetch` will come later"
+    "or download candles with `lyractl data fetch --exchange binance --symbols BTC/USDT --timeframe 5m --since 2024-01-01` (into <data_dir>/datasets)"
 )
 
 

@@ -6,7 +6,7 @@
 
   ============  ===================================================================
   admin         every permission
-  trader        READS + orders.write, orders.cancel, strategies.write,
+  trader        READS + orders.write, orders.cancel, strategies.write, marketdata.write,
                 risk.kill_switch.engage, vault.read
   risk_manager  READS + risk.write, risk.kill_switch.engage, risk.kill_switch.release,
                 orders.cancel
@@ -52,6 +52,7 @@ RISK_WRITE = "risk.write"  # limits, circuit-breaker reset
 RISK_KILL_SWITCH_ENGAGE = "risk.kill_switch.engage"
 RISK_KILL_SWITCH_RELEASE = "risk.kill_switch.release"
 MARKETDATA_READ = "marketdata.read"
+MARKETDATA_WRITE = "marketdata.write"  # download candles into the dataset store
 ADMIN_READ = "admin.read"  # version, status, replay progress
 ADMIN_WRITE = "admin.write"  # replay control
 VAULT_READ = "vault.read"  # vault status, credential metadata (never the secret itself)
@@ -75,6 +76,7 @@ PERMISSIONS: Final[tuple[str, ...]] = (
     RISK_KILL_SWITCH_ENGAGE,
     RISK_KILL_SWITCH_RELEASE,
     MARKETDATA_READ,
+    MARKETDATA_WRITE,
     ADMIN_READ,
     ADMIN_WRITE,
     VAULT_READ,
@@ -99,7 +101,7 @@ ROLE_PERMISSIONS: Final[Mapping[str, frozenset[str]]] = {
     "admin": frozenset(PERMISSIONS),
     # A trader may stop trading (engage the kill switch); only an admin or a risk manager may
     # resume it. Traders see which credentials exist (vault.read), never the secrets.
-    "trader": READS | {ORDERS_WRITE, ORDERS_CANCEL, STRATEGIES_WRITE, RISK_KILL_SWITCH_ENGAGE, VAULT_READ},
+    "trader": READS | {ORDERS_WRITE, ORDERS_CANCEL, STRATEGIES_WRITE, RISK_KILL_SWITCH_ENGAGE, VAULT_READ, MARKETDATA_WRITE},
     # A risk manager sets limits, engages and releases the kill switch and may cancel (not submit).
     "risk_manager": READS | {RISK_WRITE, RISK_KILL_SWITCH_ENGAGE, RISK_KILL_SWITCH_RELEASE, ORDERS_CANCEL},
     "analyst": READS,
@@ -156,12 +158,14 @@ METHOD_PERMISSIONS: Final[Mapping[str, str]] = {
     # MarketDataService
     "/lyra.v1.MarketDataService/ListInstruments": MARKETDATA_READ,
     "/lyra.v1.MarketDataService/GetCandles": MARKETDATA_READ,
+    "/lyra.v1.MarketDataService/FetchCandles": MARKETDATA_WRITE,
     # AdminService
     "/lyra.v1.AdminService/GetVersion": ADMIN_READ,
     "/lyra.v1.AdminService/GetStatus": ADMIN_READ,
     "/lyra.v1.AdminService/GetReplayProgress": ADMIN_READ,
     "/lyra.v1.AdminService/StartReplay": ADMIN_WRITE,
     "/lyra.v1.AdminService/PauseReplay": ADMIN_WRITE,
+    "/lyra.v1.AdminService/ListVenues": ADMIN_READ,
     # VaultService
     "/lyra.v1.VaultService/GetVaultStatus": VAULT_READ,
     "/lyra.v1.VaultService/ListCredentials": VAULT_READ,
@@ -214,6 +218,7 @@ MUTATING_METHODS: Final[frozenset[str]] = frozenset({
     "/lyra.v1.RiskService/ResetCircuitBreaker",
     "/lyra.v1.AdminService/StartReplay",
     "/lyra.v1.AdminService/PauseReplay",
+    "/lyra.v1.MarketDataService/FetchCandles",
     # VaultService: everything but Get*/List*
     "/lyra.v1.VaultService/InitializeVault",
     "/lyra.v1.VaultService/UnsealVault",

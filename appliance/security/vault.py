@@ -380,6 +380,11 @@ def validate_passphrase(passphrase: object, field: str = "passphrase") -> bytes:
     return normalized.encode("utf-8")
 
 
+def _require_credential_id(credential_id: object) -> None:
+    if not isinstance(credential_id, str) or not credential_id:
+        raise ValidationError("credential_id", "is required")
+
+
 def validate_venue(venue: object) -> str:
     """A ccxt exchange id: 2-32 characters of ``a-z 0-9 _``.
 
@@ -1025,8 +1030,7 @@ class Vault:
         )
 
     def _credential_row(self, credential_id: object) -> tuple:
-        if not isinstance(credential_id, str) or not credential_id:
-            raise ValidationError("credential_id", "is required")
+        _require_credential_id(credential_id)
         row = self.db.query_one(self._INFO_SQL + "WHERE c.credential_id=?", (credential_id,))
         if row is None:
             raise NotFoundError(f"credential {_short(credential_id)!r} not found")
@@ -1037,6 +1041,7 @@ class Vault:
         Works sealed (metadata is stored in clear); empty when uninitialized."""
         now = self.clock.now_ns()
         if venue:
+            venue = validate_venue(venue)
             rows = self.db.query(self._INFO_SQL + "WHERE c.venue=? ORDER BY c.venue, c.label", (venue,))
         else:
             rows = self.db.query(self._INFO_SQL + "ORDER BY c.venue, c.label")
@@ -1106,6 +1111,7 @@ class Vault:
             PreconditionError: a rotation is pending already.
         """
         clean = validate_secrets(secrets)
+        _require_credential_id(credential_id)  # bad input is named before any state check
         self._require_unsealed()
         row = self._credential_row(credential_id)
         if row[5] is not None:
@@ -1139,6 +1145,7 @@ class Vault:
             NotFoundError: no such credential.
             PreconditionError: no rotation is pending.
         """
+        _require_credential_id(credential_id)  # bad input is named before any state check
         self._require_unsealed()
         row = self._credential_row(credential_id)
         if row[5] is None:
@@ -1163,6 +1170,7 @@ class Vault:
             NotFoundError: no such credential.
             PreconditionError: no rotation is pending.
         """
+        _require_credential_id(credential_id)  # bad input is named before any state check
         self._require_unsealed()
         row = self._credential_row(credential_id)
         if row[5] is None:
@@ -1185,6 +1193,7 @@ class Vault:
             VaultUninitialized, VaultSealed: wrong state (a sealed vault is not changed).
             NotFoundError: no such credential.
         """
+        _require_credential_id(credential_id)  # bad input is named before any state check
         self._require_unsealed()
         row = self._credential_row(credential_id)
         with self._unit():

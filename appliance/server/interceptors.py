@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence
 
 import grpc
+
+from appliance.model.errors import ValidationError
 import grpc.aio
 
 from appliance.security.auth import SERVICE_KIND, AuthenticationFailed, Principal
@@ -168,6 +170,40 @@ def bearer_token(metadata: Sequence[tuple[str, Any]] | None) -> str:
     return token
 
 
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse, so that the call is still
+    authenticated, audited and answered INVALID_ARGUMENT (gRPC would answer UNKNOWN, before any
+    authentication, with the parser's internals in the message)."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # noqa: BLE001 - any parse failure is bad input, reported after auth
+            return _Undecodable(len(data))
+
+    return parse
+
+
+def _not_a_message(request: Any) -> bool:
+    return isinstance(request, _Undecodable) or inspect.isasyncgen(request) or hasattr(request, "__aiter__")
+
+
+def _refuse_undecodable(request: Any, state: "_CallState") -> None:
+    if isinstance(request, _Undecodable):
+        state.request = None
+        raise ValidationError("request", f"is not a valid protobuf message for this RPC ({request.size} bytes)")
+
+
 class _CallState:
     __slots__ = ("code", "principal", "permission", "error_id", "request", "peer")
 
@@ -265,7 +301,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     # -- wrapping -------------------------------------------------------------------------
     def _wrap_handler(self, handler: grpc.RpcMethodHandler, method: str, metadata: Any) -> grpc.RpcMethodHandler:
-        kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+        kwargs = {"request_deserializer": _tolerant(handler.request_deserializer),
+                  "response_serializer": handler.response_serializer}
         if handler.request_streaming and handler.response_streaming:
             return grpc.stream_stream_rpc_method_handler(self._wrap_streaming(handler.stream_stream, method, metadata), **kwargs)
         if handler.request_streaming:
@@ -279,12 +316,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             state = _CallState()
-            state.request = None if inspect.isasyncgen(request) or hasattr(request, "__aiter__") else request
+            state.request = None if _not_a_message(request) else request
             state.peer = _peer_of(context)
             start = self.timer()
             reset = None
             try:
                 reset = _principal.set(self._authorize(method, metadata, state))
+                _refuse_undecodable(request, state)
                 result = behavior(request, context)
                 if inspect.isawaitable(result):
                     result = await result
@@ -311,12 +349,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             state = _CallState()
-            state.request = None if inspect.isasyncgen(request) or hasattr(request, "__aiter__") else request
+            state.request = None if _not_a_message(request) else request
             state.peer = _peer_of(context)
             start = self.timer()
             reset = None
             try:
                 reset = _principal.set(self._authorize(method, metadata, state))
+                _refuse_undecodable(request, state)
                 async for response in behavior(request, context):
                     yield response
                 state.code = context.code() or grpc.StatusCode.OK

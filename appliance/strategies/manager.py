@@ -127,6 +127,7 @@ class StrategyManager:
         self.types = types
         self.history = history
         self.on_first_start: Callable[[], None] | None = None
+        self.unavailable_reason = ""  # set when this mode cannot feed strategies bars
         self.records: dict[str, StrategyRecord] = {}
         for row in db.query("SELECT strategy_id, type, params, instruments, status, state, last_error, created_ns, updated_ns "
                             "FROM strategies ORDER BY created_ns, strategy_id"):
@@ -188,6 +189,8 @@ class StrategyManager:
             PreconditionError: already running.
         """
         record = self.get(strategy_id)
+        if self.unavailable_reason:
+            raise PreconditionError(self.unavailable_reason)
         if record.status is StrategyStatus.RUNNING:
             raise PreconditionError(f"strategy {strategy_id} is already running")
         self._activate(record)

@@ -46,8 +46,9 @@ _READS = {"auth.self", "orders.read", "portfolio.read", "strategies.read", "risk
 EXPECTED_ROLE_PERMISSIONS = {
     "admin": _READS | {"orders.write", "orders.cancel", "strategies.write", "risk.write", "risk.kill_switch.engage",
                        "risk.kill_switch.release", "admin.write", "vault.read", "vault.write", "vault.unseal",
-                       "vault.admin", "users.read", "users.write", "audit.read"},
-    "trader": _READS | {"orders.write", "orders.cancel", "strategies.write", "risk.kill_switch.engage", "vault.read"},
+                       "vault.admin", "users.read", "users.write", "audit.read", "marketdata.write"},
+    "trader": _READS | {"orders.write", "orders.cancel", "strategies.write", "risk.kill_switch.engage", "vault.read",
+                        "marketdata.write"},
     "risk_manager": _READS | {"risk.write", "risk.kill_switch.engage", "risk.kill_switch.release", "orders.cancel"},
     "analyst": set(_READS),
     "auditor": _READS | {"audit.read", "users.read"},
@@ -83,6 +84,9 @@ def cases(role: str, ids: dict) -> dict[str, tuple[str, object, grpc.StatusCode]
         "/lyra.v1.RiskService/GetRiskStatus": ("risk.read", risk_pb2.GetRiskStatusRequest(), C.OK),
         "/lyra.v1.MarketDataService/ListInstruments": ("marketdata.read", marketdata_pb2.ListInstrumentsRequest(), C.OK),
         "/lyra.v1.MarketDataService/GetCandles": ("marketdata.read", marketdata_pb2.GetCandlesRequest(instrument="ADA/BTC@paper"), C.OK),
+        # no symbols: lists the dataset folder, downloads nothing
+        "/lyra.v1.MarketDataService/FetchCandles": ("marketdata.write", marketdata_pb2.FetchCandlesRequest(), C.OK),
+        "/lyra.v1.AdminService/ListVenues": ("admin.read", admin_pb2.ListVenuesRequest(), C.OK),
         "/lyra.v1.AdminService/GetVersion": ("admin.read", admin_pb2.GetVersionRequest(), C.OK),
         "/lyra.v1.AdminService/GetStatus": ("admin.read", admin_pb2.GetStatusRequest(), C.OK),
         "/lyra.v1.AdminService/GetReplayProgress": ("admin.read", admin_pb2.GetReplayProgressRequest(), C.OK),
@@ -159,7 +163,8 @@ PUBLIC_CASES = {
     "/lyra.v1.AuthService/Login": (auth_pb2.LoginRequest(username="admin", password="wrong-password-1"), C.UNAUTHENTICATED),
     "/lyra.v1.AuthService/Refresh": (auth_pb2.RefreshRequest(refresh_token="not-a-real-token"), C.UNAUTHENTICATED),
 }
-STREAMING = {"/lyra.v1.OrderService/StreamOrderEvents": 1.0, "/lyra.v1.AuditService/ExportAuditRecords": 30.0}
+STREAMING = {"/lyra.v1.OrderService/StreamOrderEvents": 1.0, "/lyra.v1.AuditService/ExportAuditRecords": 30.0,
+             "/lyra.v1.MarketDataService/FetchCandles": 30.0}
 _PLACEHOLDER_IDS = {"credential_id": "cred-placeholder", "session_id": "session-placeholder", "token_id": "0123456789abcdef"}
 
 

@@ -78,7 +78,8 @@ def test_unknown_methods_are_denied() -> None:
 # Written out independently of permissions.py (the Security issue's role definitions).
 _READS = {"auth.self", "orders.read", "portfolio.read", "strategies.read", "risk.read", "marketdata.read", "admin.read"}
 _EXPECTED_ROLE_PERMISSIONS = {
-    "trader": _READS | {"orders.write", "orders.cancel", "strategies.write", "risk.kill_switch.engage", "vault.read"},
+    "trader": _READS | {"orders.write", "orders.cancel", "strategies.write", "risk.kill_switch.engage", "vault.read",
+               "marketdata.write"},
     "risk_manager": _READS | {"risk.write", "risk.kill_switch.engage", "risk.kill_switch.release", "orders.cancel"},
     "analyst": _READS,
     "auditor": _READS | {"audit.read", "users.read"},

@@ -55,7 +55,7 @@ class Priority(IntEnum):
 # Operation kinds, named after the ccxt method (``fetch_open_orders_all``: without a symbol).
 OPERATIONS = (
     "load_markets", "create_order", "cancel_order", "fetch_order", "fetch_open_orders", "fetch_open_orders_all",
-    "fetch_closed_orders", "fetch_orders", "fetch_my_trades", "fetch_balance", "watch",
+    "fetch_closed_orders", "fetch_orders", "fetch_my_trades", "fetch_order_trades", "fetch_balance", "watch",
 )
 
 
@@ -70,7 +70,9 @@ class BucketSpec:
         weights: operation kind -> tokens it takes; kinds not listed take ``default_weight``.
         default_weight: see above.
         limit, window_s: the exchange's documented limit this bucket was derived from (for checks
-            and display): at most ``limit`` units in any ``window_s`` seconds.
+            and display): at most ``limit`` units in any ``window_s`` seconds; for a decaying
+            counter, ``limit`` is its maximum and ``decay_per_s`` its decay (``window_s`` = 0).
+        decay_per_s: see above (0 for a window limit).
     """
 
     name: str
@@ -80,6 +82,7 @@ class BucketSpec:
     default_weight: float = 1.0
     limit: float = 0.0
     window_s: float = 0.0
+    decay_per_s: float = 0.0
 
     def weight(self, kind: str) -> float:
         return float(self.weights.get(kind, self.default_weight))
@@ -115,7 +118,7 @@ class BucketSpec:
         if max_counter <= 0 or decay_per_s <= 0 or not 0 < safety <= 1:
             raise ValueError(f"bucket {name}: max and decay must be > 0, safety in (0, 1]")
         return cls(name, max_counter * safety, decay_per_s * safety, dict(weights or {}), default_weight,
-                   max_counter, max_counter / decay_per_s)
+                   max_counter, 0.0, decay_per_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +135,13 @@ class BudgetSpec:
 # Endpoint weights (developers.binance.com/docs/binance-spot-api-docs/rest-api/trading-endpoints,
 # .../account-endpoints, .../general-endpoints): POST /api/v3/order 1, DELETE /api/v3/order 1,
 # GET /api/v3/order 4, GET /api/v3/openOrders 6 with a symbol / 80 without, GET /api/v3/allOrders 20,
-# GET /api/v3/myTrades 20, GET /api/v3/account 20, GET /api/v3/exchangeInfo 20. They match ccxt's
+# GET /api/v3/myTrades 20 (5 with orderId), GET /api/v3/account 20, GET /api/v3/exchangeInfo 20. They match ccxt's
 # own costs x 5 (ccxt binance: rateLimit 50 ms, api 'private' costs order 0.8, openOrders 1.2 / noSymbol 16,
 # myTrades 4, account 4).
 BINANCE_WEIGHTS = {
     "load_markets": 20, "create_order": 1, "cancel_order": 1, "fetch_order": 4, "fetch_open_orders": 6,
     "fetch_open_orders_all": 80, "fetch_closed_orders": 20, "fetch_orders": 20, "fetch_my_trades": 20,
-    "fetch_balance": 20, "watch": 2,
+    "fetch_order_trades": 5, "fetch_balance": 20, "watch": 2,
 }
 # Kraken spot REST (docs.kraken.com/api/docs/guides/spot-rest-ratelimits): private call counter, max 15
 # and decay 0.33/s for the Starter tier (the lowest, so safe for all tiers); +1 per call, +2 for the
@@ -149,7 +152,7 @@ BINANCE_WEIGHTS = {
 KRAKEN_REST_WEIGHTS = {
     "load_markets": 1, "create_order": 0, "cancel_order": 0, "fetch_order": 1, "fetch_open_orders": 1,
     "fetch_open_orders_all": 1, "fetch_closed_orders": 2, "fetch_orders": 2, "fetch_my_trades": 2,
-    "fetch_balance": 1, "watch": 1,
+    "fetch_order_trades": 2, "fetch_balance": 1, "watch": 1,
 }
 
 BUDGETS: dict[str, BudgetSpec] = {

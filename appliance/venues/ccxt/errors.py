@@ -52,20 +52,31 @@ _REJECTED = (
 )
 
 
+# "Duplicate order sent." (Binance -2010), "Duplicate clientOrderId" (Bybit), "cl_ord_id already in use" ...
+_DUPLICATE_WORDS = ("duplicate", "already in use", "already exists", "already used")
+
+
+def _is_ban(text: str) -> bool:
+    return " 418 " in f" {text} " or "banned" in text
+
+
 def classify(exc: BaseException) -> ErrorKind:
     """The :class:`ErrorKind` of an exception raised by a ccxt call (non-ccxt exceptions such as
     ``asyncio.TimeoutError`` or ``OSError`` are UNKNOWN: nothing is known of the outcome)."""
     text = str(exc).lower()
-    if isinstance(exc, E.DuplicateOrderId) or (isinstance(exc, E.ExchangeError) and "duplicate" in text):
+    if isinstance(exc, E.DuplicateOrderId) or (
+            isinstance(exc, E.ExchangeError) and any(word in text for word in _DUPLICATE_WORDS)):
         return ErrorKind.DUPLICATE
     if isinstance(exc, E.OrderNotFound):
         return ErrorKind.NOT_FOUND
     if isinstance(exc, (E.AuthenticationError,)):
         return ErrorKind.AUTH
     if isinstance(exc, E.RateLimitExceeded):
-        return ErrorKind.RATE_LIMITED
+        # Binance answers a ban with HTTP 418 and code -1003, which ccxt maps by code to
+        # RateLimitExceeded: the message ("IP banned until ...") tells them apart
+        return ErrorKind.BANNED if _is_ban(text) else ErrorKind.RATE_LIMITED
     if isinstance(exc, E.DDoSProtection):
-        return ErrorKind.BANNED if " 418 " in f" {text} " else ErrorKind.RATE_LIMITED
+        return ErrorKind.BANNED if _is_ban(text) else ErrorKind.RATE_LIMITED
     if isinstance(exc, E.InvalidNonce):
         return ErrorKind.NONCE
     if isinstance(exc, E.CancelPending):

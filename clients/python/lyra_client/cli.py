@@ -1079,6 +1079,128 @@ def candles(state: State, instrument: str, limit: int, interval: str, start: _dt
         ("volume", "Volume")], title=f"{instrument} {d.get('interval') or ''}".strip()))
 
 
+@cli.group()
+def data() -> None:
+    """Candle datasets on the appliance: download from an exchange, list the folder.
+
+    \b
+    Files live in the appliance's <data_dir>/datasets folder as
+    {exchange}_{BASE-QUOTE}_{timeframe}.csv (the format the paper venue replays; point
+    `[paper] dataset` at the folder). The appliance downloads them itself, with public
+    exchange access only (no API keys).
+    """
+
+
+def _gaps_text(result: dict[str, Any]) -> str:
+    count = int(result.get("gap_count") or 0)
+    return f"{count} ({result.get('missing_bars')} bars)" if count else "0"
+
+
+def _print_fetch_summary(final: dict[str, Any]) -> None:
+    rows = []
+    for r in final["results"]:
+        f = r.get("file") or {}
+        rows.append({"file": f.get("name"), "bars": f.get("bars"), "written": r.get("bars_written"),
+                     "first": f.get("first_time"), "last": f.get("last_time"), "gaps": _gaps_text(r),
+                     "note": r.get("error") or ("repaired a torn last line" if r.get("repaired") else "")})
+    print_table(rows, [("file", "File"), ("bars", "Bars"), ("written", "New"), ("first", "First (UTC)"),
+                       ("last", "Last (UTC)"), ("gaps", "Gaps"), ("note", "Note")],
+                title=f"Candles in {final.get('dataset_dir')}")
+
+
+@data.command("fetch")
+@click.option("--exchange", required=True, help="ccxt exchange id, e.g. binance.")
+@click.option("--symbols", "symbols", multiple=True, required=True, metavar="SYMBOLS",
+              help="Spot symbols, comma list or repeatable: BTC/USDT,ETH/BTC.")
+@click.option("--timeframe", required=True, help="Bar length the exchange offers, e.g. 1m, 5m, 1h.")
+@click.option("--since", callback=_iso_datetime, required=True,
+              help="Open time of the first bar: 2024-01-01 or an ISO 8601 time (UTC).")
+@click.option("--until", callback=_iso_datetime, default=None,
+              help="Stop before bars opening at this time (default: up to the last complete bar).")
+@click.option("--dataset-dir", default="", help="Folder inside the appliance's dataset folder (default: it).")
+@pass_state
+def data_fetch(state: State, exchange: str, symbols: tuple[str, ...], timeframe: str, since: _dt.datetime,
+               until: _dt.datetime | None, dataset_dir: str) -> None:
+    """Download candles into the appliance's dataset folder.
+
+    Resumable: an existing file is continued after its last bar (run the same command again
+    after an interruption, or later to bring the files up to date). Only complete bars are
+    written; bars the exchange lacks are left as gaps and reported. Shows a progress bar per
+    symbol, then a summary (with --json: one JSON document per progress message, the last
+    with "done": true). Exits 4 if any symbol stopped early.
+    """
+    symbol_list = _split_multi(symbols)
+    if not symbol_list:
+        raise click.BadParameter("at least one symbol is required", param_hint="--symbols")
+    stream = state.client().fetch_candles(exchange, symbol_list, timeframe, since, until, dataset_dir=dataset_dir)
+    final: dict[str, Any] | None = None
+    progress = None
+    tasks: dict[str, Any] = {}
+    try:
+        if not state.json:
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+            progress = Progress(TextColumn("{task.description:<14}"), BarColumn(), TaskProgressColumn(),
+                                TextColumn("{task.completed:>9,.0f} bars  {task.fields[last]}"),
+                                console=_console(), transient=False)
+            progress.start()
+        for message in stream:
+            data = to_dict(message)
+            if state.json:
+                click.echo(json.dumps(data, separators=(",", ":")))
+            if message.done:
+                final = data
+                break
+            if progress is not None:
+                task = tasks.get(message.symbol)
+                if task is None:
+                    task = tasks[message.symbol] = progress.add_task(message.symbol, total=None, last="")
+                progress.update(task, completed=message.bars_written,
+                                total=max(message.expected_bars, message.bars_written) or None,
+                                last=f"last {data['last_time']}" if data.get("last_time") else "")
+        if progress is not None and final is not None:
+            for result in final["results"]:
+                task = tasks.get(result["symbol"])
+                if task is not None:  # gaps make fewer bars than slots: the symbol is done
+                    n = int(result["bars_written"])
+                    progress.update(task, completed=n, total=n or 1)
+    except KeyboardInterrupt:
+        stream.close()
+        if progress is not None:
+            progress.stop()
+        click.echo("interrupted: the bars written so far are kept; run the same command again to resume", err=True)
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        if progress is not None:
+            progress.stop()
+    if final is None:
+        raise LyraError(grpc.StatusCode.INTERNAL, "the download stream ended without its final message")
+    if not state.json:
+        _print_fetch_summary(final)
+    failed = [r for r in final["results"] if r.get("error")]
+    for r in failed:
+        click.echo(f"error: {r['symbol']}: {_one_line(r['error'])} (run again to resume)", err=True)
+    if failed:
+        raise click.exceptions.Exit(EXIT_SERVER)
+
+
+@data.command("list")
+@click.option("--dataset-dir", default="", help="Folder inside the appliance's dataset folder (default: it).")
+@pass_state
+def data_list(state: State, dataset_dir: str) -> None:
+    """List the candle files of the appliance's dataset folder (bars, first/last open time).
+
+    Uses the FetchCandles RPC without symbols, which downloads nothing (so it needs the
+    same permission as `data fetch`).
+    """
+    final = to_dict(state.client().list_candle_files(dataset_dir))
+    data = {"dataset_dir": final["dataset_dir"], "files": final["files"]}
+    emit(state, data, lambda d: print_table(d["files"], [
+        ("name", "File"), ("exchange", "Exchange"), ("symbol", "Symbol"), ("timeframe", "TF"), ("bars", "Bars"),
+        ("first_time", "First (UTC)"), ("last_time", "Last (UTC)"), ("size_bytes", "Bytes")],
+        title=f"Candle files in {d['dataset_dir']}"))
+
+
 # --------------------------------------------------------------------------- TOTP and password
 
 

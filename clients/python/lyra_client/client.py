@@ -202,6 +202,20 @@ def _timestamp(value: TimeLike | None, *, field: str) -> timestamp_pb2.Timestamp
     raise TypeError(f"{field}: expected datetime, Timestamp or int nanoseconds, got {type(value).__name__}")
 
 
+def _parse_time(value: TimeLike | str, *, field: str) -> TimeLike:
+    """``"2024-01-01"`` or an ISO 8601 time (naive = UTC) as an aware datetime; other values
+    are returned unchanged for :func:`_timestamp`. Raises ``ValueError`` naming ``field``."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        parsed = _dt.datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "zZ" and text else text)
+    except ValueError:
+        raise ValueError(f"{field}: not a date or ISO 8601 time: {value!r} (e.g. 2024-01-01 or "
+                         "2024-01-01T12:00:00Z)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.timezone.utc)
+
+
 class LyraClient:
     """Blocking client for every lyra.v1 service.
 
@@ -847,6 +861,65 @@ class LyraClient:
         if end is not None:
             req.end_time.CopyFrom(end)
         return self._call(self._marketdata.GetCandles, req)
+
+    def fetch_candles(
+        self,
+        exchange: str,
+        symbols: Iterable[str],
+        timeframe: str,
+        since: TimeLike | str,
+        until: TimeLike | str | None = None,
+        *,
+        dataset_dir: str = "",
+    ) -> Iterator[marketdata_pb2.FetchCandlesProgress]:
+        """Download candles on the appliance into its dataset folder, yielding progress.
+
+        The appliance fetches from the exchange's public API (no credentials) and writes
+        ``{exchange}_{BASE-QUOTE}_{timeframe}.csv`` files in ``<data_dir>/datasets`` (or
+        ``dataset_dir`` inside it); an existing file is continued after its last bar.
+
+        Parameters:
+            exchange: ccxt exchange id, e.g. ``"binance"``.
+            symbols: ccxt spot symbols, e.g. ``["BTC/USDT", "ETH/BTC"]``.
+            timeframe: e.g. ``"5m"``.
+            since: open time of the first bar: ``"2024-01-01"``, an ISO 8601 time (naive =
+                UTC), an aware datetime, a Timestamp or int nanoseconds.
+            until: exclusive bound on open times (same forms); ``None`` = up to the last
+                complete bar.
+            dataset_dir: folder inside the appliance's dataset folder; ``""`` = that folder.
+
+        Yields: ``FetchCandlesProgress`` per page (symbol, bars_written, expected_bars,
+            last_time); the last one has ``done`` set with ``results`` (one per symbol: file,
+            bars, gaps, ``error`` if that symbol stopped early) and ``files`` (the folder).
+            The stream has no deadline; closing the generator cancels the download (what was
+            written stays, and calling again resumes).
+        Raises: ``ValueError`` (before any call) for an empty exchange, symbol list or
+            timeframe or an unparsable time; ``InvalidArgument`` (unknown exchange, symbol
+            or timeframe, naming the field); ``FailedPrecondition``.
+        """
+        symbol_list = [s.strip() for s in ([symbols] if isinstance(symbols, str) else symbols) if s.strip()]
+        if not symbol_list:
+            raise ValueError("symbols: at least one symbol is required")
+        req = marketdata_pb2.FetchCandlesRequest(
+            exchange=_required(exchange, "exchange").strip(), symbols=symbol_list,
+            timeframe=_required(timeframe, "timeframe").strip(), dataset_dir=dataset_dir)
+        req.since.CopyFrom(_timestamp(_parse_time(since, field="since"), field="since"))
+        if until is not None:
+            req.until.CopyFrom(_timestamp(_parse_time(until, field="until"), field="until"))
+        return self._stream(self._marketdata.FetchCandles, req)
+
+    def list_candle_files(self, dataset_dir: str = "") -> marketdata_pb2.FetchCandlesProgress:
+        """The candle files of the appliance's dataset folder (``FetchCandles`` without
+        symbols: nothing is downloaded). Returns the final ``FetchCandlesProgress``:
+        ``dataset_dir`` (absolute path on the appliance) and ``files`` (name, exchange,
+        symbol, timeframe, bars, first/last open time, size)."""
+        req = marketdata_pb2.FetchCandlesRequest(dataset_dir=dataset_dir)
+        last = None
+        for last in self._stream(self._marketdata.FetchCandles, req):
+            pass
+        if last is None or not last.done:
+            raise LyraError(grpc.StatusCode.INTERNAL, "FetchCandles ended without its final message")
+        return last
 
     # ------------------------------------------------------------------ AdminService
 

@@ -26,17 +26,19 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13lyra/v1/admin.proto\x12\x07lyra.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x13\n\x11GetVersionRequest\"=\n\x12GetVersionResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\x05\"\xcb\x01\n\x0eReplayProgress\x12#\n\x05state\x18\x01 \x01(\x0e\x32\x14.lyra.v1.ReplayState\x12\x13\n\x0bslices_done\x18\x02 \x01(\x03\x12\x14\n\x0cslices_total\x18\x03 \x01(\x03\x12\x0f\n\x07percent\x18\x04 \x01(\x01\x12\x30\n\x0c\x63urrent_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03lag\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x12\n\x10GetStatusRequest\"\xdd\x01\n\x11GetStatusResponse\x12#\n\x05state\x18\x01 \x01(\x0e\x32\x14.lyra.v1.ServerState\x12\x16\n\x0euptime_seconds\x18\x02 \x01(\x01\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12.\n\nclock_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bjournal_seq\x18\x05 \x01(\x03\x12\'\n\x06replay\x18\x06 \x01(\x0b\x32\x17.lyra.v1.ReplayProgress\x12\x0f\n\x07version\x18\x07 \x01(\t\"\x1a\n\x18GetReplayProgressRequest\"\x14\n\x12StartReplayRequest\"\x14\n\x12PauseReplayRequest*\xaf\x01\n\x0bServerState\x12\x1c\n\x18SERVER_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SERVER_STATE_STARTING\x10\x01\x12\x17\n\x13SERVER_STATE_SEALED\x10\x02\x12\x18\n\x14SERVER_STATE_RUNNING\x10\x03\x12\x19\n\x15SERVER_STATE_DEGRADED\x10\x04\x12\x19\n\x15SERVER_STATE_STOPPING\x10\x05*\x93\x01\n\x0bReplayState\x12\x1c\n\x18REPLAY_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14REPLAY_STATE_WAITING\x10\x01\x12\x18\n\x14REPLAY_STATE_RUNNING\x10\x02\x12\x17\n\x13REPLAY_STATE_PAUSED\x10\x03\x12\x19\n\x15REPLAY_STATE_FINISHED\x10\x04\x32\xf4\x02\n\x0c\x41\x64minService\x12\x45\n\nGetVersion\x12\x1a.lyra.v1.GetVersionRequest\x1a\x1b.lyra.v1.GetVersionResponse\x12\x42\n\tGetStatus\x12\x19.lyra.v1.GetStatusRequest\x1a\x1a.lyra.v1.GetStatusResponse\x12O\n\x11GetReplayProgress\x12!.lyra.v1.GetReplayProgressRequest\x1a\x17.lyra.v1.ReplayProgress\x12\x43\n\x0bStartReplay\x12\x1b.lyra.v1.StartReplayRequest\x1a\x17.lyra.v1.ReplayProgress\x12\x43\n\x0bPauseReplay\x12\x1b.lyra.v1.PauseReplayRequest\x1a\x17.lyra.v1.ReplayProgressb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13lyra/v1/admin.proto\x12\x07lyra.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x13\n\x11GetVersionRequest\"=\n\x12GetVersionResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0eschema_version\x18\x02 \x01(\x05\"\xcb\x01\n\x0eReplayProgress\x12#\n\x05state\x18\x01 \x01(\x0e\x32\x14.lyra.v1.ReplayState\x12\x13\n\x0bslices_done\x18\x02 \x01(\x03\x12\x14\n\x0cslices_total\x18\x03 \x01(\x03\x12\x0f\n\x07percent\x18\x04 \x01(\x01\x12\x30\n\x0c\x63urrent_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03lag\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x12\n\x10GetStatusRequest\"\xdd\x01\n\x11GetStatusResponse\x12#\n\x05state\x18\x01 \x01(\x0e\x32\x14.lyra.v1.ServerState\x12\x16\n\x0euptime_seconds\x18\x02 \x01(\x01\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12.\n\nclock_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bjournal_seq\x18\x05 \x01(\x03\x12\'\n\x06replay\x18\x06 \x01(\x0b\x32\x17.lyra.v1.ReplayProgress\x12\x0f\n\x07version\x18\x07 \x01(\t\"\x1a\n\x18GetReplayProgressRequest\"\x14\n\x12StartReplayRequest\"\x14\n\x12PauseReplayRequest\"\xa2\x02\n\x0bVenueStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x10\n\x08\x65xchange\x18\x03 \x01(\t\x12$\n\x06health\x18\x04 \x01(\x0e\x32\x14.lyra.v1.VenueHealth\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x13\n\x0binstruments\x18\x06 \x01(\x05\x12\x13\n\x0bopen_orders\x18\x07 \x01(\x05\x12\x30\n\x0clast_ok_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\t \x01(\t\x12\x1c\n\x14requests_last_minute\x18\n \x01(\x05\x12!\n\x19request_budget_per_minute\x18\x0b \x01(\x05\"\x13\n\x11ListVenuesRequest\":\n\x12ListVenuesResponse\x12$\n\x06venues\x18\x01 \x03(\x0b\x32\x14.lyra.v1.VenueStatus*\xaf\x01\n\x0bServerState\x12\x1c\n\x18SERVER_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SERVER_STATE_STARTING\x10\x01\x12\x17\n\x13SERVER_STATE_SEALED\x10\x02\x12\x18\n\x14SERVER_STATE_RUNNING\x10\x03\x12\x19\n\x15SERVER_STATE_DEGRADED\x10\x04\x12\x19\n\x15SERVER_STATE_STOPPING\x10\x05*\x93\x01\n\x0bReplayState\x12\x1c\n\x18REPLAY_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14REPLAY_STATE_WAITING\x10\x01\x12\x18\n\x14REPLAY_STATE_RUNNING\x10\x02\x12\x17\n\x13REPLAY_STATE_PAUSED\x10\x03\x12\x19\n\x15REPLAY_STATE_FINISHED\x10\x04*y\n\x0bVenueHealth\x12\x1c\n\x18VENUE_HEALTH_UNSPECIFIED\x10\x00\x12\x1a\n\x16VENUE_HEALTH_CONNECTED\x10\x01\x12\x19\n\x15VENUE_HEALTH_DEGRADED\x10\x02\x12\x15\n\x11VENUE_HEALTH_DOWN\x10\x03\x32\xbb\x03\n\x0c\x41\x64minService\x12\x45\n\nGetVersion\x12\x1a.lyra.v1.GetVersionRequest\x1a\x1b.lyra.v1.GetVersionResponse\x12\x42\n\tGetStatus\x12\x19.lyra.v1.GetStatusRequest\x1a\x1a.lyra.v1.GetStatusResponse\x12O\n\x11GetReplayProgress\x12!.lyra.v1.GetReplayProgressRequest\x1a\x17.lyra.v1.ReplayProgress\x12\x43\n\x0bStartReplay\x12\x1b.lyra.v1.StartReplayRequest\x1a\x17.lyra.v1.ReplayProgress\x12\x43\n\x0bPauseReplay\x12\x1b.lyra.v1.PauseReplayRequest\x1a\x17.lyra.v1.ReplayProgress\x12\x45\n\nListVenues\x12\x1a.lyra.v1.ListVenuesRequest\x1a\x1b.lyra.v1.ListVenuesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lyra.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SERVERSTATE']._serialized_start=704
-  _globals['_SERVERSTATE']._serialized_end=879
-  _globals['_REPLAYSTATE']._serialized_start=882
-  _globals['_REPLAYSTATE']._serialized_end=1029
+  _globals['_SERVERSTATE']._serialized_start=1078
+  _globals['_SERVERSTATE']._serialized_end=1253
+  _globals['_REPLAYSTATE']._serialized_start=1256
+  _globals['_REPLAYSTATE']._serialized_end=1403
+  _globals['_VENUEHEALTH']._serialized_start=1405
+  _globals['_VENUEHEALTH']._serialized_end=1526
   _globals['_GETVERSIONREQUEST']._serialized_start=97
   _globals['_GETVERSIONREQUEST']._serialized_end=116
   _globals['_GETVERSIONRESPONSE']._serialized_start=118
@@ -53,6 +55,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STARTREPLAYREQUEST']._serialized_end=679
   _globals['_PAUSEREPLAYREQUEST']._serialized_start=681
   _globals['_PAUSEREPLAYREQUEST']._serialized_end=701
-  _globals['_ADMINSERVICE']._serialized_start=1032
-  _globals['_ADMINSERVICE']._serialized_end=1404
+  _globals['_VENUESTATUS']._serialized_start=704
+  _globals['_VENUESTATUS']._serialized_end=994
+  _globals['_LISTVENUESREQUEST']._serialized_start=996
+  _globals['_LISTVENUESREQUEST']._serialized_end=1015
+  _globals['_LISTVENUESRESPONSE']._serialized_start=1017
+  _globals['_LISTVENUESRESPONSE']._serialized_end=1075
+  _globals['_ADMINSERVICE']._serialized_start=1529
+  _globals['_ADMINSERVICE']._serialized_end=1972
 # @@protoc_insertion_point(module_scope)

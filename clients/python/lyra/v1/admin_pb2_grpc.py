@@ -59,6 +59,11 @@ class AdminServiceStub:
                 request_serializer=lyra_dot_v1_dot_admin__pb2.PauseReplayRequest.SerializeToString,
                 response_deserializer=lyra_dot_v1_dot_admin__pb2.ReplayProgress.FromString,
                 _registered_method=True)
+        self.ListVenues = channel.unary_unary(
+                '/lyra.v1.AdminService/ListVenues',
+                request_serializer=lyra_dot_v1_dot_admin__pb2.ListVenuesRequest.SerializeToString,
+                response_deserializer=lyra_dot_v1_dot_admin__pb2.ListVenuesResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -96,6 +101,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListVenues(self, request, context):
+        """Every configured venue with its health (CONNECTED, DEGRADED, DOWN) and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +135,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.PauseReplay,
                     request_deserializer=lyra_dot_v1_dot_admin__pb2.PauseReplayRequest.FromString,
                     response_serializer=lyra_dot_v1_dot_admin__pb2.ReplayProgress.SerializeToString,
+            ),
+            'ListVenues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVenues,
+                    request_deserializer=lyra_dot_v1_dot_admin__pb2.ListVenuesRequest.FromString,
+                    response_serializer=lyra_dot_v1_dot_admin__pb2.ListVenuesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -260,6 +277,33 @@ class AdminService:
             '/lyra.v1.AdminService/PauseReplay',
             lyra_dot_v1_dot_admin__pb2.PauseReplayRequest.SerializeToString,
             lyra_dot_v1_dot_admin__pb2.ReplayProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVenues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lyra.v1.AdminService/ListVenues',
+            lyra_dot_v1_dot_admin__pb2.ListVenuesRequest.SerializeToString,
+            lyra_dot_v1_dot_admin__pb2.ListVenuesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,11 @@ class MarketDataServiceStub:
                 request_serializer=lyra_dot_v1_dot_marketdata__pb2.GetCandlesRequest.SerializeToString,
                 response_deserializer=lyra_dot_v1_dot_marketdata__pb2.GetCandlesResponse.FromString,
                 _registered_method=True)
+        self.FetchCandles = channel.unary_stream(
+                '/lyra.v1.MarketDataService/FetchCandles',
+                request_serializer=lyra_dot_v1_dot_marketdata__pb2.FetchCandlesRequest.SerializeToString,
+                response_deserializer=lyra_dot_v1_dot_marketdata__pb2.FetchCandlesProgress.FromString,
+                _registered_method=True)
 
 
 class MarketDataServiceServicer:
@@ -62,6 +67,26 @@ class MarketDataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchCandles(self, request, context):
+        """Download candles from an exchange's public API into the appliance's dataset folder
+        (<data_dir>/datasets), as {exchange}_{BASE-QUOTE}_{timeframe}.csv files the paper venue
+        replays. Resumable: an existing file is continued after its last bar (and a `since`
+        before its first bar fetches the missing head); only complete bars are written.
+        Streams one message per page fetched; the last message has `done` set and carries the
+        per-symbol results and the listing of the dataset folder.
+        With no `symbols` nothing is downloaded: the stream is that one final message, listing
+        the folder's candle files (this is how `lyractl data list` works).
+        INVALID_ARGUMENT names the field (unknown exchange, symbol or timeframe; bad times;
+        dataset_dir outside the dataset folder), checked before anything is fetched.
+        FAILED_PRECONDITION: a file in the way (being downloaded by another call, compressed,
+        or in another format) or the exchange's market list cannot be loaded. An exchange
+        failure in the middle of one symbol does not end the stream: that symbol's result has
+        `error` set and the next symbol is fetched.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MarketDataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -74,6 +99,11 @@ def add_MarketDataServiceServicer_to_server(servicer, server):
                     servicer.GetCandles,
                     request_deserializer=lyra_dot_v1_dot_marketdata__pb2.GetCandlesRequest.FromString,
                     response_serializer=lyra_dot_v1_dot_marketdata__pb2.GetCandlesResponse.SerializeToString,
+            ),
+            'FetchCandles': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchCandles,
+                    request_deserializer=lyra_dot_v1_dot_marketdata__pb2.FetchCandlesRequest.FromString,
+                    response_serializer=lyra_dot_v1_dot_marketdata__pb2.FetchCandlesProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -130,6 +160,33 @@ class MarketDataService:
             '/lyra.v1.MarketDataService/GetCandles',
             lyra_dot_v1_dot_marketdata__pb2.GetCandlesRequest.SerializeToString,
             lyra_dot_v1_dot_marketdata__pb2.GetCandlesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchCandles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lyra.v1.MarketDataService/FetchCandles',
+            lyra_dot_v1_dot_marketdata__pb2.FetchCandlesRequest.SerializeToString,
+            lyra_dot_v1_dot_marketdata__pb2.FetchCandlesProgress.FromString,
             options,
             channel_credentials,
             insecure,
