@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -41,6 +42,16 @@ from appliance.venues.paper.venue import PaperVenue, instruments_from_dataset
 log = logging.getLogger("lyra.app")
 
 REPLAY_FEED = "replay"
+MARK_INTERVAL_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPrices:
+    """Last prices from a live venue (market data, not state): marks for NAV, PnL and risk."""
+
+    venue: str
+    marks: dict[str, Decimal]
+    ts_ns: int
 
 
 class Appliance:
@@ -73,6 +84,8 @@ class Appliance:
         self.exchange_factory = None  # tests point live venues at the exchange emulator
         self._pending_live: list = list(config.venues)
         self._live_lock: asyncio.Lock | None = None
+        if self._pending_live:
+            self.journal.subscribe(self._on_vault_event)
         if config.live:
             # live: wall-clock time; the CCXT venues are connected by start_live_venues()
             self.clock = LiveClock()
@@ -116,6 +129,8 @@ class Appliance:
                                               {"CONNECTED": 2, "DEGRADED": 1, "DOWN": 0}[health.value]))
 
         self.engine.register(BarSlice, self._on_slice)
+        self.engine.register(MarkPrices, self._on_marks)
+        self._mark_tasks: list[asyncio.Task] = []
         for report_type in (OrderAccepted, OrderRejected, OrderCanceled, OrderExpired, OrderFilled):
             self.engine.register(report_type, self.oms.on_report)
         for report_type in (VenueHealthChanged, UnknownVenueOrder, BalanceSnapshot):
@@ -188,6 +203,11 @@ class Appliance:
                 notes.append(f"venue {vc.name}: cannot connect yet ({exc})")
                 await venue.stop()
                 continue
+            except Exception as exc:  # a venue that fails to start must not take lyrad down
+                log.exception("venue %s failed to start", vc.name)
+                notes.append(f"venue {vc.name}: failed to start ({type(exc).__name__}); see the log")
+                await venue.stop()
+                continue
             self._pending_live.remove(vc)
             self.venue_monitor.policies[vc.name] = DriftPolicy(vc.balance_drift_tolerance, kill_switch=vc.kill_switch_on_drift)
 
@@ -198,8 +218,18 @@ class Appliance:
                 return self.oms.reconcile()
 
             notes += await self.engine.call(register)
+            self._mark_tasks.append(asyncio.get_running_loop().create_task(self._poll_marks(venue), name=f"marks-{vc.name}"))
             notes.append(f"venue {vc.name} ({vc.exchange}) connected: {len(venue.instruments())} instruments")
         return notes
+
+    def _on_vault_event(self, entry) -> None:
+        """Post-commit: a venue waiting for its credential may connect now (unsealed, credential added)."""
+        if entry.aggregate in ("vault", "credential") and self._pending_live:
+            asyncio.get_running_loop().create_task(self._start_and_log())
+
+    async def _start_and_log(self) -> None:
+        for note in await self.start_live_venues():
+            log.info("venues: %s", note)
 
     @staticmethod
     def _credential_id(vault, reference: str) -> str | None:
@@ -228,7 +258,32 @@ class Appliance:
 
         return factory
 
+    async def _poll_marks(self, venue) -> None:
+        """Marks of a live venue's instruments every MARK_INTERVAL_S (through its request budget)."""
+        symbols = sorted(i.id.symbol for i in venue.instruments())
+        while True:
+            try:
+                marks = await venue.fetch_marks(symbols)
+                if marks:
+                    await self.engine.submit(MarkPrices(venue.name, marks, self.clock.now_ns()))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the venue's health already records it; try again later
+                log.debug("marks of %s not fetched: %s", venue.name, type(exc).__name__)
+            await asyncio.sleep(MARK_INTERVAL_S)
+
+    def _on_marks(self, message: MarkPrices) -> None:
+        for symbol, price in message.marks.items():
+            iid = InstrumentId(message.venue, symbol)
+            if iid in self.instruments:
+                self.portfolio.update_mark(iid, price)
+        nav = self.risk.on_valuation()
+        if nav is not None:
+            self.metrics.nav.labels(self.portfolio.nav_currency).set(float(nav))
+
     async def stop_live_venues(self) -> None:
+        for task in self._mark_tasks:
+            task.cancel()
         for venue in list(self.venues.values()):
             stop = getattr(venue, "stop", None)
             if stop is not None:

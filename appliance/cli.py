@@ -381,14 +381,8 @@ async def _serve(config: LyraConfig) -> None:
     log.info("lyrad %s serving", __version__, extra={"grpc": f"{host}:{port}", "metrics_port": metrics_port,
                                                      "instruments": len(app.instruments), "replay_start": config.paper.start})
     loop = asyncio.get_running_loop()
-    for note in await app.start_live_venues():
+    for note in await app.start_live_venues():  # later: again when the vault is unsealed
         log.info("venues: %s", note)
-
-    def on_journal(entry) -> None:  # venues whose credentials were waiting for the vault
-        if entry.aggregate in ("vault", "credential") and app._pending_live:
-            loop.create_task(_log_notes(app.start_live_venues(), log))
-
-    app.journal.subscribe(on_journal)
     if app.replay_should_autostart():
         app.replay.start()
     elif config.paper.start == "first_strategy":
@@ -416,11 +410,6 @@ async def _serve(config: LyraConfig) -> None:
     run_file.unlink(missing_ok=True)
     if app.engine.fatal is not None:
         sys.exit(EXIT_FATAL)
-
-
-async def _log_notes(notes_coro, log) -> None:
-    for note in await notes_coro:
-        log.info("venues: %s", note)
 
 
 if __name__ == "__main__":

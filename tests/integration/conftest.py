@@ -33,13 +33,15 @@ def _toml_value(value) -> str:
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # inline table (e.g. the entries of [[venues]])
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
     return json.dumps(str(value))
 
 
 def _toml(tables: dict, prefix: str = "") -> str:
     lines, nested = [], []
     for key, value in tables.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and not prefix.startswith("_inline"):
             nested.append((key, value))
         else:
             lines.append(f"{key} = {_toml_value(value)}")
@@ -84,8 +86,9 @@ def write_config(tmp: Path, symbols=("ADA/BTC", "ETH/BTC", "LTC/BTC"), start="ma
 class RunningAppliance:
     """Runs Appliance + server in a background thread; ``call(fn)`` runs fn as an engine message."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, exchange_factory=None) -> None:
         self.config = load_config(config_path, env={})
+        self.exchange_factory = exchange_factory
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self.error: BaseException | None = None
@@ -111,6 +114,7 @@ class RunningAppliance:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self.app = Appliance(self.config)
+        self.app.exchange_factory = self.exchange_factory
         self.recovery_notes = self.app.recover()
         self.app.engine.start()
         self.server, self.port = await start_server(self.app, self.config.server.listen)
@@ -118,9 +122,12 @@ class RunningAppliance:
         self.app.auth.users.password_params = TEST_ONLY_FAST
         if self.app.replay_should_autostart():  # as `lyrad run` does after a restart
             self.app.replay.start()
+        self.venue_notes = await self.app.start_live_venues()
         self._ready.set()
         await self._stop.wait()
-        await self.app.replay.stop()
+        if self.app.replay is not None:
+            await self.app.replay.stop()
+        await self.app.stop_live_venues()
         await self.server.stop(grace=1)
         await self.app.engine.stop()
         self.metrics_server.shutdown()
@@ -166,8 +173,8 @@ class RunningAppliance:
 def appliance_factory(tmp_path):
     started: list[RunningAppliance] = []
 
-    def start(**kwargs) -> RunningAppliance:
-        running = RunningAppliance(write_config(tmp_path, **kwargs))
+    def start(exchange_factory=None, **kwargs) -> RunningAppliance:
+        running = RunningAppliance(write_config(tmp_path, **kwargs), exchange_factory=exchange_factory)
         started.append(running)
         return running
 

@@ -56,6 +56,7 @@ class Priority(IntEnum):
 OPERATIONS = (
     "load_markets", "create_order", "cancel_order", "fetch_order", "fetch_open_orders", "fetch_open_orders_all",
     "fetch_closed_orders", "fetch_orders", "fetch_my_trades", "fetch_order_trades", "fetch_balance", "watch",
+    "fetch_tickers",
 )
 
 

@@ -675,6 +675,23 @@ class CcxtVenue:
         delay = min(self.options.backoff_max_s, self.options.backoff_base_s * (2 ** attempt))
         await asyncio.sleep(delay * random.uniform(0.8, 1.2))
 
+    async def fetch_marks(self, symbols: list[str]) -> dict[str, Decimal]:
+        """Last traded prices (marks) of ``symbols`` (ccxt ``fetch_tickers``), through the request
+        budget at polling priority: quote per base, Decimal.
+
+        Raises:
+            ccxt errors after the health bookkeeping (the caller just tries again later).
+        """
+        tickers = await self._call("fetch_tickers", Priority.POLL, "fetch_tickers", symbols)
+        marks: dict[str, Decimal] = {}
+        for symbol, ticker in (tickers or {}).items():
+            price = ticker.get("last") or ticker.get("close")
+            if not price and ticker.get("bid") and ticker.get("ask"):
+                price = (Decimal(str(ticker["bid"])) + Decimal(str(ticker["ask"]))) / 2
+            if price:
+                marks[symbol] = Decimal(str(price))
+        return marks
+
     # -- the one way to call the exchange -------------------------------------------------------
     async def _call(self, kind: str, priority: Priority, method: str, *args: Any) -> Any:
         """Take ``kind``'s tokens from the budget, call ``exchange.<method>(*args)``, update health.
