@@ -228,13 +228,7 @@ def user_add(config_path: str | None, username: str, role: str, password_stdin: 
     from appliance.store.db import Database
     from appliance.store.journal import Journal
 
-    config = _load(config_path)
-    if not config.db_path.exists():
-        click.echo(f"error: no database at {config.db_path}; run `lyrad init` first", err=True)
-        sys.exit(2)
-    if _lock_data_dir(config) is None:
-        click.echo(f"error: lyrad is running on {config.storage.data_dir}; stop it first", err=True)
-        sys.exit(2)
+    config = _load_offline(config_path)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -250,6 +244,19 @@ def user_add(config_path: str | None, username: str, role: str, password_stdin: 
         click.echo(f"user {created.username!r} created with role {created.role}")
     finally:
         db.close()
+
+
+def _load_offline(config_path: str | None) -> LyraConfig:
+    """The config for an offline command: the database must exist and lyrad must not be running
+    (one writer at a time); exits 2 with a clear line otherwise."""
+    config = _load(config_path)
+    if not config.db_path.exists():
+        click.echo(f"error: no database at {config.db_path}; run `lyrad init` first", err=True)
+        sys.exit(2)
+    if _lock_data_dir(config) is None:
+        click.echo(f"error: lyrad is running on {config.storage.data_dir}; stop it first", err=True)
+        sys.exit(2)
+    return config
 
 
 def _lock_data_dir(config: LyraConfig) -> int | None:
@@ -309,13 +316,7 @@ def vault_create_key_file(config_path: str | None, out_path: Path, passphrase_st
     from appliance.store.db import Database
     from appliance.store.journal import Journal
 
-    config = _load(config_path)
-    if not config.db_path.exists():
-        click.echo(f"error: no database at {config.db_path}; run `lyrad init` first", err=True)
-        sys.exit(2)
-    if _lock_data_dir(config) is None:
-        click.echo(f"error: lyrad is running on {config.storage.data_dir}; stop it first", err=True)
-        sys.exit(2)
+    config = _load_offline(config_path)
     passphrase = sys.stdin.readline().rstrip("\n") if passphrase_stdin else click.prompt("vault passphrase", hide_input=True)
     db = Database(config.db_path)
     try:
