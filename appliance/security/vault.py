@@ -1136,12 +1136,12 @@ class Vault:
         log.info("vault credential %s: rotation to version %d pending (fingerprint %s)", row[0], version, fingerprint)
         return self.get_credential(row[0])
 
-    def _with_pending_rotation(self, credential_id: str) -> tuple:
+    def _with_pending_rotation(self, credential_id: str, hint: str = "") -> tuple:
         _require_credential_id(credential_id)  # bad input is named before any state check
         self._require_unsealed()
         row = self._credential_row(credential_id)
         if row[5] is None:
-            raise PreconditionError(f"credential {row[0]} has no rotation pending (RotateCredential first)")
+            raise PreconditionError(f"credential {row[0]} has no rotation pending{hint}")
         return row
 
     def confirm_rotation(self, credential_id: str, *, actor: str = "system") -> CredentialInfo:
@@ -1153,7 +1153,7 @@ class Vault:
             NotFoundError: no such credential.
             PreconditionError: no rotation is pending.
         """
-        row = self._with_pending_rotation(credential_id)
+        row = self._with_pending_rotation(credential_id, " (RotateCredential first)")
         now = self.clock.now_ns()
         with self._unit():
             self.db.execute("UPDATE vault_credentials SET current_version=?, pending_version=NULL, updated_ns=? "
