@@ -205,9 +205,11 @@ def _refuse_undecodable(request: Any, state: "_CallState") -> None:
 
 
 class _CallState:
-    __slots__ = ("code", "principal", "permission", "error_id", "request", "peer")
+    __slots__ = ("code", "principal", "permission", "error_id", "request", "peer", "started", "finished")
 
     def __init__(self) -> None:
+        self.started = 0.0
+        self.finished = False  # the hooks ran (before an abort's status left, so the audit row exists first)
         self.code: grpc.StatusCode = grpc.StatusCode.OK
         self.principal: Principal | None = None
         self.permission: str = ""
@@ -319,6 +321,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             state.request = None if _not_a_message(request) else request
             state.peer = _peer_of(context)
             start = self.timer()
+            state.started = start
             reset = None
             try:
                 reset = _principal.set(self._authorize(method, metadata, state))
@@ -338,7 +341,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 await self._abort(context, exc, method, state)
             finally:
                 _reset(reset)
-                self._finish(method, state, self.timer() - start)
+                if not state.finished:
+                    self._finish(method, state, self.timer() - start)
 
         return call
 
@@ -352,6 +356,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             state.request = None if _not_a_message(request) else request
             state.peer = _peer_of(context)
             start = self.timer()
+            state.started = start
             reset = None
             try:
                 reset = _principal.set(self._authorize(method, metadata, state))
@@ -369,7 +374,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 await self._abort(context, exc, method, state)
             finally:
                 _reset(reset)
-                self._finish(method, state, self.timer() - start)
+                if not state.finished:
+                    self._finish(method, state, self.timer() - start)
 
         return stream
 
@@ -377,6 +383,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         mapped = map_exception(exc, method=method)
         state.code = mapped.code
         state.error_id = mapped.error_id
+        # record (audit, metrics) before the status reaches the client: a caller that sees the
+        # error can rely on the audit row being there
+        self._finish(method, state, self.timer() - state.started)
+        state.finished = True
         await abort_mapped(context, mapped)
 
     def _finish(self, method: str, state: _CallState, seconds: float) -> None:
