@@ -386,7 +386,7 @@ async def _serve(config: LyraConfig) -> None:
         log.info("venues: %s", note)
     if app.replay_should_autostart():
         app.replay.start()
-    elif config.paper.start == "first_strategy":
+    elif config.paper.start == "first_strategy" and app.replay is not None:
         log.info("replay waiting: it starts when a strategy is started (or `lyractl replay start`)")
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

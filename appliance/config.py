@@ -87,8 +87,16 @@ class StorageConfig(_Section):
 
 class PaperConfig(_Section):
     venue: str = Field("paper", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    market_data: Literal["replay", "live"] = Field(
+        "replay", description="replay: the candle dataset on simulated time; live: closed bars polled from "
+        "live_exchange on the wall clock (a dry run: orders never leave the appliance)")
+    live_exchange: str = Field("binance", pattern=r"^[a-z0-9_]{2,32}$",
+                               description="ccxt exchange id the live bars (and instruments) come from; public data only")
+    live_history_bars: int = Field(1000, ge=1, le=100_000, description="closed bars fetched at start and kept per instrument")
+    live_poll_s: float = Field(0.0, ge=0, description="shortest time between two polls of live bars; "
+                               "0 = timeframe/10 within [2, 60] s")
     dataset: Path = Field(Path("../../shared/data/candles"), description="folder of candle CSVs")
-    timeframe: str = "5m"
+    timeframe: str = Field("5m", pattern=r"^[1-9][0-9]*[smhdw]$", description="bar length, e.g. 1m, 5m, 1h, 1d")
     exchanges: list[str] = Field(default_factory=lambda: ["bittrex"])
     symbols: list[str] = Field(default_factory=list)
     speed: float = Field(0.0, ge=0, description="0 = as fast as possible, N = N times real time")
@@ -118,6 +126,17 @@ class PaperConfig(_Section):
         if not 0 < value <= 1:
             raise ValueError("must be in (0, 1]")
         return value
+
+    @pydantic.model_validator(mode="after")
+    def _live_needs_symbols(self) -> "PaperConfig":
+        if self.market_data == "live":
+            if not self.symbols:
+                raise ValueError('symbols: market_data = "live" needs the symbols to trade (ccxt symbols, e.g. '
+                                 '["BTC/USDT"])')
+            bad = [s for s in self.symbols if "/" not in s]
+            if bad:
+                raise ValueError(f"symbols: {bad} are not ccxt symbols like BTC/USDT")
+        return self
 
 
 class VenueConfig(_Section):
@@ -201,8 +220,15 @@ class LyraConfig(_Section):
 
     @property
     def live(self) -> bool:
-        """Live mode (wall-clock time): a CCXT venue is configured; the paper venue then does not replay."""
-        return bool(self.venues)
+        """Live mode (wall-clock time, bars polled from exchanges): a CCXT venue is configured, or the
+        paper venue trades live market data (``[paper] market_data = "live"``). The paper venue
+        then does not replay: it exists only with live market data."""
+        return bool(self.venues) or self.paper.market_data == "live"
+
+    @property
+    def paper_live(self) -> bool:
+        """The paper venue trades live bars of ``[paper] live_exchange`` (a dry run)."""
+        return self.paper.market_data == "live"
 
     @property
     def db_path(self) -> Path:

@@ -112,7 +112,15 @@ class StrategyManager:
         oms, portfolio: what strategies act on.
         instruments: known instruments (a strategy may only trade these).
         types: strategy type name -> class (the registry).
-        history: ``history(instrument, n)`` -> the last n bars up to the current replay position.
+        history: ``history(instrument, n)`` -> the last n bars up to the current replay position
+            (live: the last n closed bars of the live bar feed).
+
+    Attributes:
+        unavailable_reason: when set, no strategy can start (the mode cannot feed bars at all).
+        bar_check: ``bar_check(instrument)`` -> why no bars can be fed for it now (None when they
+            can); a strategy starts (or resumes after a restart) only when all its instruments pass.
+        on_instruments_used: called with a strategy's instruments when it is created or started
+            (live mode subscribes the bar feed to them).
     """
 
     def __init__(self, db: Database, journal: Journal, clock: Clock, oms: OrderManager, portfolio: Portfolio,
@@ -128,6 +136,8 @@ class StrategyManager:
         self.history = history
         self.on_first_start: Callable[[], None] | None = None
         self.unavailable_reason = ""  # set when this mode cannot feed strategies bars
+        self.bar_check: Callable[[InstrumentId], str | None] | None = None
+        self.on_instruments_used: Callable[[list[InstrumentId]], None] | None = None
         self.records: dict[str, StrategyRecord] = {}
         for row in db.query("SELECT strategy_id, type, params, instruments, status, state, last_error, created_ns, updated_ns "
                             "FROM strategies ORDER BY created_ns, strategy_id"):
@@ -161,6 +171,8 @@ class StrategyManager:
                 raise ValidationError(f"instruments[{i}]", f"{iid} is listed twice")
             parsed.append(iid)
         validated = self._validate_params(cls, params)
+        if self.on_instruments_used is not None:
+            self.on_instruments_used(parsed)
         if not strategy_id:
             strategy_id = f"{type_name.replace('_', '-')}-{len(self.records) + 1}"
             while strategy_id in self.records:
@@ -186,13 +198,19 @@ class StrategyManager:
 
         Raises:
             NotFoundError: unknown id.
-            PreconditionError: already running.
+            PreconditionError: already running, or no bars can be fed for one of its instruments
+                (the message names it).
         """
         record = self.get(strategy_id)
         if self.unavailable_reason:
             raise PreconditionError(self.unavailable_reason)
         if record.status is StrategyStatus.RUNNING:
             raise PreconditionError(f"strategy {strategy_id} is already running")
+        if self.on_instruments_used is not None:
+            self.on_instruments_used(list(record.instruments))
+        problem = self.bars_problem(record)
+        if problem:
+            raise PreconditionError(f"strategy {strategy_id} cannot start: {problem}")
         self._activate(record)
         self._set_status(record, StrategyStatus.RUNNING, "StrategyStarted")
         if self.on_first_start is not None:
@@ -224,11 +242,26 @@ class StrategyManager:
     def list(self) -> list[StrategyRecord]:
         return list(self.records.values())
 
+    def bars_problem(self, record: StrategyRecord) -> str | None:
+        """Why bars cannot be fed to ``record``'s instruments now (see ``bar_check``), or None."""
+        if self.bar_check is None:
+            return None
+        for iid in record.instruments:
+            problem = self.bar_check(iid)
+            if problem:
+                return problem
+        return None
+
     def resume_running(self) -> list[str]:
-        """Re-activate strategies that were RUNNING before a restart. Returns their ids."""
+        """Re-activate strategies that were RUNNING before a restart. Returns their ids.
+
+        A strategy whose instruments have no bars yet (``bar_check``; live mode before its feed
+        has loaded) stays RUNNING without an instance and is resumed by a later call."""
         resumed = []
         for record in self.records.values():
             if record.status is StrategyStatus.RUNNING and record.instance is None:
+                if self.bars_problem(record):
+                    continue
                 self._activate(record)
                 self.journal.append(self.clock.now_ns(), "StrategyResumed", "strategy", record.strategy_id, {})
                 resumed.append(record.strategy_id)
@@ -247,6 +280,8 @@ class StrategyManager:
                 if instance is None or record.status is not StrategyStatus.RUNNING or bar.instrument not in instance.buffers:
                     continue
                 buffer = instance.buffers[bar.instrument]
+                if len(buffer) and bar.close_ns <= buffer.close_ns[-1]:
+                    continue  # already in the buffer (live: warmed up with it before the slice was handled)
                 buffer.append_bar(bar)
                 self._guarded(record, lambda: instance.on_bar(bar, buffer))
 
