@@ -17,7 +17,7 @@ setup: $(STAMP)
 
 ## run: set up, initialize on first use, and run the appliance on the default configuration
 run: setup
-	@test -f var/lyra.db || $(VENV)/bin/lyrad init
+	@$(VENV)/bin/lyrad init   # idempotent: creates what is missing, changes nothing else
 	$(VENV)/bin/lyrad run
 
 init: setup
