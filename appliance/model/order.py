@@ -7,7 +7,7 @@ Every transition is explicit and checked against :data:`TRANSITIONS`; an illegal
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from appliance.model.errors import IllegalTransitionError, ValidationError
@@ -99,7 +99,6 @@ class Order:
     reject_rule: str = ""
     reason: str = ""
     filled_notional: Decimal = ZERO
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def leaves_qty(self) -> Decimal:
