@@ -48,6 +48,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from appliance.engine.clock import LiveClock
 from appliance.marketdata.candles import REQUIRED_COLUMNS, parse_file_name, timeframe_to_ns
+from appliance.venues.ccxt.errors import retry_after_s
 from appliance.model.errors import PreconditionError, ValidationError
 
 NS_PER_MS = 1_000_000
@@ -603,14 +604,7 @@ class CandleDownloader:
     def _retry_after_s(self) -> float:
         """The exchange's ``Retry-After`` (seconds) of its last answer, capped at
         :data:`MAX_RETRY_AFTER_S`; 0 when it sent none."""
-        headers = getattr(self.exchange, "last_response_headers", None) or {}
-        try:
-            for key, value in dict(headers).items():
-                if str(key).lower() == "retry-after":
-                    return min(max(float(value), 0.0), MAX_RETRY_AFTER_S)
-        except (TypeError, ValueError):
-            pass
-        return 0.0
+        return min(retry_after_s(getattr(self.exchange, "last_response_headers", None), 0.0), MAX_RETRY_AFTER_S)
 
     async def _retrying(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
         import ccxt.async_support as ccxt

@@ -51,6 +51,7 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence
 from appliance.engine.clock import Clock
 from appliance.marketdata.bar import Bar, BarSlice
 from appliance.marketdata.candles import timeframe_to_ns
+from appliance.venues.ccxt.errors import retry_after_s
 from appliance.model.errors import NotFoundError, PreconditionError, ValidationError
 from appliance.model.instrument import InstrumentId
 
@@ -458,14 +459,9 @@ class LiveBarFeed:
                         series.instrument, series.last_error, wait, series.failures)
 
     def _retry_after_s(self) -> float:
-        headers = getattr(self.exchange, "last_response_headers", None) or {}
-        try:
-            for key, value in dict(headers).items():
-                if str(key).lower() == "retry-after":
-                    return min(max(float(value), 0.0), MAX_RETRY_AFTER_S)
-        except (TypeError, ValueError):
-            pass
-        return 0.0
+        """The exchange's ``Retry-After`` (seconds) of its last answer, capped at
+        :data:`MAX_RETRY_AFTER_S`; 0 when it sent none."""
+        return min(retry_after_s(getattr(self.exchange, "last_response_headers", None), 0.0), MAX_RETRY_AFTER_S)
 
     async def _fetch_closed(self, series: _Series, now: int, after_ns: int | None) -> list[Bar]:
         """Closed bars of ``series`` with ``open > after_ns`` (or the last ``history_bars`` when

@@ -92,8 +92,8 @@ def is_ccxt_or_io_error(exc: BaseException) -> bool:
 
 
 def retry_after_s(headers: object, default: float) -> float:
-    """``Retry-After`` (seconds) from response headers (any case), else ``default``."""
-    if isinstance(headers, dict):
+    """``Retry-After`` (seconds) from response headers (any mapping, any key case), else ``default``."""
+    if headers is not None and hasattr(headers, "items"):
         for key, value in headers.items():
             if str(key).lower() == "retry-after":
                 try:
