@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .clients import binance_client, kraken_client, localize_urls
+from .clients import binance_client, exchange_client, kraken_client, localize_urls
 from .engine import Account, Candle, Engine, EngineError, Fill, Instrument, Order
 from .faults import Fault, RequestRecord
-from .server import EmulatorThread, ExchangeEmulator, timeframe_ms
+from .server import DIALECTS, EmulatorThread, ExchangeEmulator, dialect_class, timeframe_ms
 
 
 def shared_data_dir() -> Path:
@@ -30,7 +30,7 @@ def shared_data_dir() -> Path:
 
 
 __all__ = [
-    "Account", "Candle", "EmulatorThread", "Engine", "EngineError", "ExchangeEmulator", "Fault", "Fill",
-    "Instrument", "Order", "RequestRecord", "binance_client", "kraken_client", "localize_urls",
-    "shared_data_dir", "timeframe_ms",
+    "Account", "Candle", "DIALECTS", "EmulatorThread", "Engine", "EngineError", "ExchangeEmulator", "Fault", "Fill",
+    "Instrument", "Order", "RequestRecord", "binance_client", "dialect_class", "exchange_client", "kraken_client",
+    "localize_urls", "shared_data_dir", "timeframe_ms",
 ]

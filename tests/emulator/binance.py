@@ -131,7 +131,11 @@ def _int_param(p: dict[str, str], name: str, default: int | None = None) -> int 
 
 class BinanceDialect(Dialect):
     name = "binance"
-    prefixes = ("/api/",)
+    ccxt_id = "binance"
+    ccxt_options = {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "defaultType": "spot",
+                    "fetchMargins": False}
+    url_keys = ("api", "test", "demo")
+    my_trades_path = "/api/v3/myTrades"
 
     def __init__(self, emulator: Any, *, fee_rate: object = "0.001", weight_limit: int = 6000,
                  window_s: float = 60.0, ban_after: int = 3, ban_s: float = 120.0,
@@ -164,6 +168,10 @@ class BinanceDialect(Dialect):
                 self.ban_s = ban_s
             self._strikes.clear()
             self.banned_until = 0.0
+
+    def pacing(self, headroom: float) -> dict[str, Any]:
+        # ccxt charges 0.2 cost units per weight: its default 50 ms is Binance's 6000/min
+        return {"rateLimit": headroom * self.window_s * 1000 / (0.2 * self.weight_limit)}
 
     def lift_ban(self) -> None:
         with self._lock:

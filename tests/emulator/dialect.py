@@ -22,10 +22,26 @@ RAW_BODY = web.RequestKey("emulator_raw_body", str)
 
 
 class Dialect:
-    """One exchange's REST dialect on top of an :class:`Engine`."""
+    """One exchange's REST dialect on top of an :class:`Engine`.
+
+    A subclass sets the class attributes below, builds its :class:`Engine` and returns its
+    aiohttp routes from :meth:`routes`; it is registered by name in
+    :data:`tests.emulator.server.DIALECTS` and served on a port of its own. The constructor is
+    called as ``cls(emulator, fee_rate=..., **dialect_options[name])``.
+
+    Attributes:
+        name: the registry name (also ``RequestRecord.venue``).
+        ccxt_id: the ``ccxt.async_support`` class the dialect answers.
+        ccxt_options: ccxt ``options`` a client needs against this dialect (spot only ...).
+        url_keys: keys of the ccxt ``urls`` map whose URLs are pointed at the emulator.
+        my_trades_path: the path ``mangle_trades_next`` corrupts (own trades / fills).
+    """
 
     name = "?"
-    prefixes: tuple[str, ...] = ()
+    ccxt_id = "?"
+    ccxt_options: dict[str, Any] = {}
+    url_keys: tuple[str, ...] = ("api",)
+    my_trades_path = ""
 
     def __init__(self, emulator: "ExchangeEmulator", engine: Engine) -> None:
         self.emulator = emulator
@@ -34,8 +50,18 @@ class Dialect:
     def routes(self) -> list[tuple[str, str, Handler]]:
         raise NotImplementedError
 
-    def add_account(self, api_key: str, secret: str, balances: dict[str, object]) -> None:
-        self.engine.add_account(api_key, secret, {self.asset_id(k): v for k, v in balances.items()})
+    def pacing(self, headroom: float) -> dict[str, Any]:
+        """ccxt constructor config that paces a client under this dialect's configured limits
+        (``rateLimit`` ...); ``headroom`` > 1 paces below them. Default: ccxt's own pacing."""
+        return {}
+
+    async def close(self) -> None:
+        """Release what the dialect holds (websocket connections ...) when the emulator stops."""
+
+    def add_account(self, api_key: str, secret: str, balances: dict[str, object],
+                    password: str | None = None) -> None:
+        self.engine.add_account(api_key, secret, {self.asset_id(k): v for k, v in balances.items()},
+                                password=password or "")
 
     def asset_id(self, code: str) -> str:
         return code

@@ -160,6 +160,7 @@ class Order:
 class Account:
     api_key: str
     secret: str
+    password: str = ""  # API passphrase (OKX, KuCoin)
     balances: dict[str, list[Decimal]] = field(default_factory=dict)  # asset -> [free, locked]
     last_nonce: int = 0  # Kraken
     rate_counter: float = 0.0  # Kraken API counter
@@ -249,9 +250,10 @@ class Engine:
             self.instruments[ins.symbol] = ins
             self.by_venue_id[ins.venue_id] = ins
 
-    def add_account(self, api_key: str, secret: str, balances: dict[str, object] | None = None) -> Account:
+    def add_account(self, api_key: str, secret: str, balances: dict[str, object] | None = None,
+                    password: str = "") -> Account:
         with self.lock:
-            acct = Account(api_key=api_key, secret=secret)
+            acct = Account(api_key=api_key, secret=secret, password=password)
             for asset, amount in (balances or {}).items():
                 acct.balances[asset] = [dec(amount), ZERO]
             acct.update_ms = self.clock.now_ms()

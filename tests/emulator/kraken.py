@@ -116,7 +116,8 @@ def _kid(prefix: str, salt: str, n: int) -> str:
 
 class KrakenDialect(Dialect):
     name = "kraken"
-    prefixes = ("/0/",)
+    ccxt_id = "kraken"
+    my_trades_path = "/0/private/TradesHistory"
 
     def __init__(self, emulator: Any, *, fee_rate: object = "0.001", counter_max: float = 15.0,
                  decay_per_s: float = 0.33, instruments: list[Instrument] | None = None) -> None:
@@ -129,6 +130,10 @@ class KrakenDialect(Dialect):
         self.txid_of: dict[int, str] = {}
         self.order_of_txid: dict[str, int] = {}
         self.trade_txid: dict[int, str] = {}
+
+    def pacing(self, headroom: float) -> dict[str, Any]:
+        # ccxt's default (1000 ms, private calls cost 3) follows Kraken's 0.33/s decay
+        return {"rateLimit": headroom * 1000 / (3 * self.decay_per_s)}
 
     def configure(self, *, counter_max: float | None = None, decay_per_s: float | None = None) -> None:
         with self._lock:

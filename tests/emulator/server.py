@@ -1,8 +1,7 @@
 """The aiohttp server that hosts the emulated venues, its control API and a thread wrapper.
 
-One :class:`ExchangeEmulator` listens on ``127.0.0.1`` (ephemeral port) and serves every
-dialect it was built with at once: Binance spot under ``/api/...`` and Kraken spot under
-``/0/...``. Each dialect owns an :class:`~tests.emulator.engine.Engine` (its own accounts,
+One :class:`ExchangeEmulator` serves every dialect it was built with, each on its own
+ephemeral port of ``127.0.0.1`` (:meth:`ExchangeEmulator.url_of`). Each dialect owns an :class:`~tests.emulator.engine.Engine` (its own accounts,
 books and ids: two exchanges, not one).
 
 Control API (plain Python, no HTTP; thread-safe):
@@ -21,6 +20,7 @@ Control API (plain Python, no HTTP; thread-safe):
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterable
@@ -35,19 +35,53 @@ if TYPE_CHECKING:  # pragma: no cover
     from .dialect import Dialect
 
 
+#: Every dialect the emulator knows: name -> "module:Class" under ``tests.emulator`` (imported
+#: when first used, so a dialect module only costs when a test asks for it).
+DIALECTS: dict[str, str] = {
+    "binance": "binance:BinanceDialect",
+    "kraken": "kraken:KrakenDialect",
+    "okx": "okx:OkxDialect",
+    "bybit": "bybit:BybitDialect",
+    "gate": "gate:GateDialect",
+    "kucoin": "kucoin:KucoinDialect",
+    "coinbase": "coinbase:CoinbaseDialect",
+    "bitfinex": "bitfinex:BitfinexDialect",
+    "bitstamp": "bitstamp:BitstampDialect",
+    "gemini": "gemini:GeminiDialect",
+}
+
+
+def dialect_class(name: str) -> "type[Dialect]":
+    """The :class:`~tests.emulator.dialect.Dialect` subclass registered as ``name``.
+
+    Raises:
+        ValueError: ``name`` is not in :data:`DIALECTS`.
+    """
+    if name not in DIALECTS:
+        raise ValueError(f"unknown dialect {name!r} (known: {', '.join(DIALECTS)})")
+    module, _, cls = DIALECTS[name].partition(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), cls)
+
+
 class ExchangeEmulator:
     """Local exchange server speaking real exchange REST dialects.
+
+    Each dialect listens on its own ephemeral port of ``host`` (exchanges' paths overlap:
+    Binance, OKX, KuCoin, Gate and Coinbase all live under ``/api/``); :meth:`url_of` gives
+    a dialect's base URL, :attr:`url` the first dialect's.
 
     Parameters
     ----------
     dialects:
-        Any of ``"binance"``, ``"kraken"``.
+        Names from :data:`DIALECTS`.
     accounts:
-        ``{api_key: (secret, {asset_code: amount})}`` created on every dialect. Kraken
-        secrets must be base64 (as Kraken issues them); asset codes are unified
-        (``BTC``, ``USDT`` ...), the Kraken dialect maps them to its ids (``XXBT`` ...).
+        ``{api_key: (secret, {asset_code: amount})}`` or ``(secret, balances, passphrase)``
+        created on every dialect. Kraken secrets must be base64 (as Kraken issues them);
+        asset codes are unified (``BTC``, ``USDT`` ...), a dialect maps them to its ids.
     fee_rate:
         Fee on every fill (default 10 bps).
+    dialect_options:
+        ``{name: {keyword: value}}`` passed to that dialect's constructor (rate limits ...).
     binance_weight_limit, binance_window_s, binance_ban_after, binance_ban_s:
         Binance REQUEST_WEIGHT limit per window, the window, how many 429s within a ban
         period lead to a 418 ban, and the ban's length.
@@ -59,8 +93,9 @@ class ExchangeEmulator:
         self,
         dialects: Iterable[str] = ("binance", "kraken"),
         *,
-        accounts: dict[str, tuple[str, dict[str, object]]] | None = None,
+        accounts: dict[str, tuple] | None = None,
         fee_rate: object = "0.001",
+        dialect_options: dict[str, dict[str, Any]] | None = None,
         binance_weight_limit: int = 6000,
         binance_window_s: float = 60.0,
         binance_ban_after: int = 3,
@@ -70,53 +105,61 @@ class ExchangeEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        from .binance import BinanceDialect
-        from .kraken import KrakenDialect
-
+        options: dict[str, dict[str, Any]] = {
+            "binance": dict(weight_limit=binance_weight_limit, window_s=binance_window_s,
+                            ban_after=binance_ban_after, ban_s=binance_ban_s),
+            "kraken": dict(counter_max=kraken_counter_max, decay_per_s=kraken_decay_per_s),
+        }
+        for name, opts in (dialect_options or {}).items():
+            options.setdefault(name, {}).update(opts)
         self.host, self.port = host, port
         self.requests: list[RequestRecord] = []
         self.faults = FaultPlan()
         self.dialects: dict[str, Dialect] = {}
         for name in dialects:
-            if name == "binance":
-                self.dialects[name] = BinanceDialect(
-                    self, fee_rate=fee_rate, weight_limit=binance_weight_limit, window_s=binance_window_s,
-                    ban_after=binance_ban_after, ban_s=binance_ban_s,
-                )
-            elif name == "kraken":
-                self.dialects[name] = KrakenDialect(
-                    self, fee_rate=fee_rate, counter_max=kraken_counter_max, decay_per_s=kraken_decay_per_s,
-                )
-            else:
-                raise ValueError(f"unknown dialect {name!r}")
-        for key, (secret, balances) in (accounts or {}).items():
-            self.add_account(key, secret, balances)
-        self._runner: web.AppRunner | None = None
+            self.dialects[name] = dialect_class(name)(self, fee_rate=fee_rate, **options.get(name, {}))
+        for key, account in (accounts or {}).items():
+            secret, balances, *rest = account
+            self.add_account(key, secret, balances, password=rest[0] if rest else None)
+        self._runners: list[web.AppRunner] = []
         self._inflight: set[asyncio.Task] = set()
-        self.url: str = ""
+        self.urls: dict[str, str] = {}
+
+    @property
+    def url(self) -> str:
+        """Base URL of the first dialect ("" before :meth:`start`)."""
+        return next(iter(self.urls.values()), "")
+
+    def url_of(self, venue: str) -> str:
+        """Base URL (``http://127.0.0.1:PORT``) the ``venue`` dialect listens on."""
+        if venue not in self.urls:
+            raise KeyError(f"dialect {venue!r} is not served (or the emulator is not started)")
+        return self.urls[venue]
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> "ExchangeEmulator":
-        app = web.Application(middlewares=[self._middleware], client_max_size=1 << 20)
-        for dialect in self.dialects.values():
+        for index, (name, dialect) in enumerate(self.dialects.items()):
+            app = web.Application(middlewares=[self._middleware_for(dialect)], client_max_size=1 << 20)
             for method, path, handler in dialect.routes():
                 app.router.add_route(method, path, handler)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server  # noqa: SLF001 - the only way to learn the ephemeral port
-        sock = server.sockets[0]  # type: ignore[union-attr]
-        self.port = sock.getsockname()[1]
-        self.url = f"http://{self.host}:{self.port}"
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handle_signals=False)
+            await runner.setup()
+            self._runners.append(runner)
+            site = web.TCPSite(runner, self.host, self.port if index == 0 else 0)
+            await site.start()
+            server = site._server  # noqa: SLF001 - the only way to learn the ephemeral port
+            sock = server.sockets[0]  # type: ignore[union-attr]
+            self.urls[name] = f"http://{self.host}:{sock.getsockname()[1]}"
         return self
 
     async def stop(self) -> None:
         for task in list(self._inflight):
             task.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        for dialect in self.dialects.values():
+            await dialect.close()
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
 
     async def __aenter__(self) -> "ExchangeEmulator":
         return await self.start()
@@ -132,11 +175,12 @@ class ExchangeEmulator:
         return self.dialects[venue].engine
 
     def add_account(self, api_key: str, secret: str, balances: dict[str, object] | None = None,
-                    venue: str | None = None) -> None:
-        """Create an account (on one venue or all) with unified asset codes."""
+                    venue: str | None = None, password: str | None = None) -> None:
+        """Create an account (on one venue or all) with unified asset codes; ``password`` is the
+        API passphrase of exchanges that have one (OKX, KuCoin)."""
         for name, d in self.dialects.items():
             if venue is None or venue == name:
-                d.add_account(api_key, secret, balances or {})
+                d.add_account(api_key, secret, balances or {}, password=password)
 
     def set_mark(self, venue: str, symbol: str, price: object) -> None:
         """Move the mark price of ``symbol`` (unified, e.g. ``BTC/USDT``); crossing limits fill."""
@@ -212,8 +256,7 @@ class ExchangeEmulator:
         """
         if mode not in ("duplicate", "reorder", "overlap"):
             raise ValueError(mode)
-        path = {"binance": "/api/v3/myTrades", "kraken": "/0/private/TradesHistory"}[venue]
-        return self.faults.add(Fault("trades", venue, path, None, n, mode=mode))
+        return self.faults.add(Fault("trades", venue, self.dialects[venue].my_trades_path, None, n, mode=mode))
 
     def clear_faults(self) -> None:
         self.faults.clear()
@@ -242,33 +285,26 @@ class ExchangeEmulator:
         self.requests.clear()
 
     # ------------------------------------------------------------------ plumbing
-    def _dialect_for(self, path: str) -> "Dialect | None":
-        for d in self.dialects.values():
-            if any(path.startswith(p) for p in d.prefixes):
-                return d
-        return None
-
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
-        try:
-            return await self._serve(request, handler)
-        finally:
+    def _middleware_for(self, dialect: "Dialect") -> Any:
+        @web.middleware
+        async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+            task = asyncio.current_task()
             if task is not None:
-                self._inflight.discard(task)
+                self._inflight.add(task)
+            try:
+                return await self._serve(request, handler, dialect)
+            finally:
+                if task is not None:
+                    self._inflight.discard(task)
 
-    async def _serve(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        dialect = self._dialect_for(request.path)
+        return middleware
+
+    async def _serve(self, request: web.Request, handler: Any, dialect: "Dialect") -> web.StreamResponse:
         rec = RequestRecord(
-            at=time.monotonic(), server_ms=0, venue=dialect.name if dialect else "?",
+            at=time.monotonic(), server_ms=0, venue=dialect.name,
             method=request.method, path=request.path, query=request.rel_url.raw_query_string,
         )
         self.requests.append(rec)
-        if dialect is None:
-            rec.status = 404
-            return web.Response(status=404, text="Not Found")
         rec.server_ms = dialect.engine.now_ms()
         request[RECORD] = rec
         fault = self.faults.take(dialect.name, request.method, request.path, ("status", "delay", "disconnect"))

@@ -46,7 +46,7 @@ def D(x: object) -> Decimal:
 
 # ---------------------------------------------------------------------------- markets / balance
 async def test_load_markets_gives_configured_precision_and_limits(ex, emu):
-    assert all(u.startswith(emu.url + "/") or u == emu.url for u in ex.urls["api"].values())
+    assert all(u.startswith(emu.url_of("kraken") + "/") or u == emu.url_of("kraken") for u in ex.urls["api"].values())
     markets = await ex.load_markets()
     assert {"ADA/BTC", "ETH/BTC", "BTC/USDT", "ETH/USDT"} <= set(markets)
     btc = markets["BTC/USDT"]
@@ -174,7 +174,7 @@ async def test_replayed_or_stale_nonce_is_refused(ex, emu):
     await ex.fetch_balance()
     # the very same signed request sent again
     async with aiohttp.ClientSession() as session:
-        async with session.post(emu.url + "/0/private/BalanceEx", data=ex.last_request_body,
+        async with session.post(emu.url_of("kraken") + "/0/private/BalanceEx", data=ex.last_request_body,
                                 headers=ex.last_request_headers) as resp:
             assert await resp.json() == {"error": ["EAPI:Invalid nonce"]}
     # a second client on the same key whose clock (nonce) is behind
