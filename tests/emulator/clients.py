@@ -40,14 +40,16 @@ def _merge(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 def exchange_client(emulator: Any, venue: str, api_key: str | None = None, secret: str | None = None, *,
                     password: str | None = None, pace: bool = True, headroom: float = 1.0,
-                    **config: Any) -> Any:
+                    pro: bool = False, **config: Any) -> Any:
     """A ``ccxt.async_support`` exchange of dialect ``venue`` talking to ``emulator``.
 
     ``emulator`` is an ``ExchangeEmulator`` / ``EmulatorThread`` (its ``url_of(venue)`` is used)
     or a base URL string (then nothing is paced). With ``pace`` (default) ccxt's ``rateLimit``
     follows the dialect's configured limits (:meth:`Dialect.pacing`); ``headroom`` > 1 paces
     below them (a leaky bucket at exactly the limit can still overrun a fixed window by one
-    request). Extra keyword arguments are ccxt constructor config (``options`` is merged).
+    request). ``pro`` builds the ``ccxt.pro`` class (websocket ``watch_*`` methods; its ``ws``
+    URLs are pointed at the emulator too). Extra keyword arguments are ccxt constructor config
+    (``options`` is merged).
 
     Raises:
         ValueError: unknown dialect, or the emulator is not started.
@@ -74,7 +76,12 @@ def exchange_client(emulator: Any, venue: str, api_key: str | None = None, secre
             cfg[key] = value
     if pace and dialect is not None:
         cfg.update(dialect.pacing(headroom))
-    ex = getattr(ccxt_async, cls.ccxt_id)(_merge(cfg, config))
+    if pro:
+        import ccxt.pro as ccxt_pro
+
+        ex = getattr(ccxt_pro, cls.ccxt_id)(_merge(cfg, config))
+    else:
+        ex = getattr(ccxt_async, cls.ccxt_id)(_merge(cfg, config))
     for key in cls.url_keys:
         if key in ex.urls:
             ex.urls[key] = localize_urls(ex.urls[key], base)
