@@ -136,6 +136,7 @@ class BinanceDialect(Dialect):
                     "fetchMargins": False}
     url_keys = ("api", "test", "demo")
     my_trades_path = "/api/v3/myTrades"
+    create_order_path = "/api/v3/order"
 
     def __init__(self, emulator: Any, *, fee_rate: object = "0.001", weight_limit: int = 6000,
                  window_s: float = 60.0, ban_after: int = 3, ban_s: float = 120.0,

@@ -35,6 +35,10 @@ class Dialect:
         ccxt_options: ccxt ``options`` a client needs against this dialect (spot only ...).
         url_keys: keys of the ccxt ``urls`` map whose URLs are pointed at the emulator.
         my_trades_path: the path ``mangle_trades_next`` corrupts (own trades / fills).
+        create_order_path, create_order_method: where an order is placed (fault injection in
+            the venue tests: "accepted, then the connection drops").
+        needs_password: the exchange's API keys carry a passphrase (OKX, KuCoin).
+        test_symbol: the unified symbol the shared venue tests trade (listed with a mark of 60000).
     """
 
     name = "?"
@@ -42,6 +46,10 @@ class Dialect:
     ccxt_options: dict[str, Any] = {}
     url_keys: tuple[str, ...] = ("api",)
     my_trades_path = ""
+    create_order_path = ""
+    create_order_method = "POST"
+    needs_password = False
+    test_symbol = "BTC/USDT"
 
     def __init__(self, emulator: "ExchangeEmulator", engine: Engine) -> None:
         self.emulator = emulator
@@ -54,6 +62,19 @@ class Dialect:
         """ccxt constructor config that paces a client under this dialect's configured limits
         (``rateLimit`` ...); ``headroom`` > 1 paces below them. Default: ccxt's own pacing."""
         return {}
+
+    @classmethod
+    def test_secret(cls, seed: str) -> str:
+        """An API secret in the form the exchange issues (base64 for Kraken, a PEM key for
+        Coinbase CDP keys ...), derived from ``seed``; for tests only."""
+        return seed
+
+    @classmethod
+    def relaxed_limits(cls) -> tuple[dict[str, Any], Any]:
+        """``(dialect_options, BudgetSpec | None)`` for tests that are not about rate limits:
+        emulator limits loose enough to poll fast, and the matching venue budget (None: the
+        venue's default budget from the exchange's documented limits is fast enough)."""
+        return {}, None
 
     async def close(self) -> None:
         """Release what the dialect holds (websocket connections ...) when the emulator stops."""

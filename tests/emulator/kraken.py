@@ -118,6 +118,7 @@ class KrakenDialect(Dialect):
     name = "kraken"
     ccxt_id = "kraken"
     my_trades_path = "/0/private/TradesHistory"
+    create_order_path = "/0/private/AddOrder"
 
     def __init__(self, emulator: Any, *, fee_rate: object = "0.001", counter_max: float = 15.0,
                  decay_per_s: float = 0.33, instruments: list[Instrument] | None = None) -> None:
@@ -130,6 +131,18 @@ class KrakenDialect(Dialect):
         self.txid_of: dict[int, str] = {}
         self.order_of_txid: dict[str, int] = {}
         self.trade_txid: dict[int, str] = {}
+
+    @classmethod
+    def test_secret(cls, seed: str) -> str:
+        return base64.b64encode(seed.encode() * 2).decode()  # Kraken issues base64 secrets
+
+    @classmethod
+    def relaxed_limits(cls) -> tuple[dict[str, Any], Any]:
+        from appliance.venues.ccxt.budget import BucketSpec, BudgetSpec
+
+        # the Starter tier (a private call every 3 s) would make every poll take seconds
+        return ({"counter_max": 60, "decay_per_s": 5},
+                BudgetSpec("emulated-kraken", (BucketSpec.from_decay("rest_counter", 60, 5),)))
 
     def pacing(self, headroom: float) -> dict[str, Any]:
         # ccxt's default (1000 ms, private calls cost 3) follows Kraken's 0.33/s decay

@@ -19,8 +19,7 @@ from decimal import Decimal
 import pytest
 
 from appliance.engine.clock import LiveClock
-from appliance.model.instrument import InstrumentId
-from appliance.model.order import Order, OrderSide, OrderStatus, OrderType
+from appliance.model.order import OrderSide, OrderStatus
 from appliance.security.vault import CredentialSecrets
 from appliance.venues.base import (
     BalanceSnapshot, OrderAccepted, OrderCanceled, OrderFilled, OrderRejected, UnknownVenueOrder, VenueHealth,
@@ -28,22 +27,11 @@ from appliance.venues.base import (
 from appliance.venues.ccxt import BucketSpec, BudgetSpec, CcxtVenue
 from appliance.venues.ccxt.budget import BINANCE_WEIGHTS
 from tests.emulator import ExchangeEmulator, binance_client, kraken_client
+from tests.integration.ccxt_helpers import OPTIONS, make_order, of, until
 
 KEY = "lyra-test-key-0001"
 SECRET = "lyra-test-secret-0001"
 KRAKEN_SECRET = base64.b64encode(b"lyra-kraken-secret-" * 4).decode()
-
-OPTIONS = dict(poll_interval_s=0.05, backoff_base_s=0.05, backoff_max_s=0.5, reconcile_interval_s=0,
-               use_streams=False, request_timeout_ms=2_000, shutdown_grace_s=2)
-
-
-def make_order(clock: LiveClock, cid: str, venue: str, symbol: str = "BTC/USDT", *, side: OrderSide = OrderSide.BUY,
-               qty: str = "0.01", price: str | None = "59000", status: OrderStatus = OrderStatus.PENDING_SUBMIT,
-               venue_order_id: str = "") -> Order:
-    now = clock.now_ns()
-    return Order(cid, InstrumentId(venue, symbol), side, OrderType.LIMIT if price else OrderType.MARKET,
-                 Decimal(qty), Decimal(price) if price else None, status, now, now, venue_order_id=venue_order_id)
-
 
 def binance_venue(emu: ExchangeEmulator, *, budget=None, **options) -> tuple[CcxtVenue, list, LiveClock]:
     clock, reports = LiveClock(), []
@@ -53,19 +41,6 @@ def binance_venue(emu: ExchangeEmulator, *, budget=None, **options) -> tuple[Ccx
                       budget=budget, options={**OPTIONS, **options})
     venue.set_report_sink(reports.append)
     return venue, reports, clock
-
-
-async def until(predicate, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
-def of(reports: list, kind: type) -> list:
-    return [r for r in reports if isinstance(r, kind)]
 
 
 @pytest.fixture
