@@ -270,19 +270,27 @@ class Appliance:
 
     # -- live market data ---------------------------------------------------------------------------
     def _feed_exchange(self, exchange_id: str, vc=None):
-        """A ccxt exchange for public market data (no credentials): from ``exchange_factory``
-        (tests: the emulator), else ccxt with the venue's url overrides, else plain ccxt; with
-        the venue's ccxt options and sandbox mode."""
-        from appliance.marketdata.download import public_exchange
-        from appliance.venues.ccxt.venue import _SPOT_OPTIONS as spot_options
+        """A ccxt exchange for public market data (no credentials), from
+        :meth:`public_exchange_factory`, with the venue's ccxt options and sandbox mode."""
+        from appliance.venues.ccxt.options import spot_options
 
-        options = {**spot_options.get(exchange_id, {}), **(dict(vc.ccxt_options) if vc is not None else {})}
+        options = {**spot_options(exchange_id), **(dict(vc.ccxt_options) if vc is not None else {})}
         config = {**FEED_EXCHANGE_CONFIG, "options": options}
-        factory = (self._exchange_factory(vc) if vc is not None else self.exchange_factory) or public_exchange
-        exchange = factory(exchange_id, config)
+        exchange = self.public_exchange_factory(vc)(exchange_id, config)
         if vc is not None and vc.sandbox:
             exchange.set_sandbox_mode(True)
         return exchange
+
+    def public_exchange_factory(self, vc=None):
+        """The factory (``factory(exchange_id, config)``) of credential-free ccxt exchanges for
+        market data and downloads: the test override when set, else ccxt routed through
+        ``[exchange_urls]`` and the venue's ``urls``."""
+        from appliance.marketdata.download import public_exchange
+        from appliance.venues.ccxt.urls import routed_factory
+
+        if self.exchange_factory is not None:
+            return self.exchange_factory
+        return routed_factory(public_exchange, self.config.exchange_urls, vc.urls if vc is not None else None)
 
     def _new_feed(self, getter, instruments, name: str) -> LiveBarFeed:
         paper = self.config.paper
@@ -475,22 +483,22 @@ class Appliance:
         return None
 
     def _exchange_factory(self, vc):
-        """The factory a CcxtVenue uses: the test override, or ccxt with the config's url overrides."""
+        """The factory a CcxtVenue uses: the test override; or, when ``[exchange_urls]`` or the
+        venue's ``urls`` route this exchange elsewhere, ccxt (the ``ccxt.pro`` class where there is
+        one, for streams) routed there; else None (the venue builds plain ccxt itself)."""
         if self.exchange_factory is not None:
             return self.exchange_factory
-        if not vc.urls:
+        if not vc.urls and vc.exchange not in self.config.exchange_urls:
             return None
+        from appliance.venues.ccxt.urls import routed_factory
 
-        def factory(exchange_id: str, options: dict):
+        def build(exchange_id: str, options: dict):
             import ccxt.async_support as ccxt_async
+            import ccxt.pro as ccxt_pro
 
-            exchange = getattr(ccxt_async, exchange_id)(options)
-            api = exchange.urls.get("api")
-            if isinstance(api, dict):
-                api.update(vc.urls)
-            return exchange
+            return (getattr(ccxt_pro, exchange_id, None) or getattr(ccxt_async, exchange_id))(options)
 
-        return factory
+        return routed_factory(build, self.config.exchange_urls, vc.urls)
 
     async def _poll_marks(self, venue) -> None:
         """Marks of a live venue's instruments every MARK_INTERVAL_S (through its request budget)."""

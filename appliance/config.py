@@ -12,6 +12,7 @@ variables override the file (documented in firmware-config/lyra.toml):
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -207,8 +208,22 @@ class LyraConfig(_Section):
     auth: AuthConfig = AuthConfig()
     vault: VaultConfig = VaultConfig()
     venues: list[VenueConfig] = Field(default_factory=list, description="live CCXT venue accounts ([[venues]])")
+    exchange_urls: dict[str, str] = Field(
+        default_factory=dict, description="ccxt exchange id -> base URL (scheme://host[:port]) every REST and "
+        "websocket request to that exchange goes to instead of its own hosts (a relay on the box, or the test "
+        "emulator); used by live venues, paper-live bars and `lyractl data fetch`. http only to loopback")
     logging: LoggingConfig = LoggingConfig()
     source: Path | None = Field(None, exclude=True)
+
+    @field_validator("exchange_urls")
+    @classmethod
+    def _exchange_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        from appliance.venues.ccxt.urls import check_base_url
+
+        for exchange_id in value:
+            if not re.fullmatch(r"[a-z0-9_]{2,32}", exchange_id):
+                raise ValueError(f"{exchange_id!r} is not a ccxt exchange id (e.g. binance)")
+        return {k: check_base_url(f"exchange_urls.{k}", v) for k, v in value.items()}
 
     @pydantic.model_validator(mode="after")
     def _unique_venues(self) -> "LyraConfig":

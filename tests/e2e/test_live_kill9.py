@@ -10,35 +10,21 @@ with its fills imported once.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.lyrad_box import Box as LyradBox, wait_for
 from tests.emulator import EmulatorThread, binance_client
 
 pytestmark = pytest.mark.e2e
 
-BIN = Path(sys.executable).parent
 ADMIN_PASSWORD = "live-kill9-admin-password"
 PASSPHRASE = "live kill9 vault passphrase"
 API_KEY = "kill9-api-key-0001"
 SECRET = "kill9-secret-0001-abcdefghijklmn"
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -84,38 +70,7 @@ ccxt_options = {{fetchCurrencies = false, defaultType = "spot", fetchMargins = f
     return config
 
 
-class Box:
-    def __init__(self, tmp: Path, config: Path) -> None:
-        self.tmp = tmp
-        self.env = {**os.environ, "LYRA_CONFIG": str(config), "LYRA_CONFIG_DIR": str(tmp / "cli")}
-        for name in ("LYRA_HOME", "LYRA_DATASET", "LYRA_TOKEN", "LYRA_PASSWORD"):
-            self.env.pop(name, None)
-        self.target = ""
-
-    def lyrad(self, *args, env=None):
-        return subprocess.run([str(BIN / "lyrad"), *args], env={**self.env, **(env or {})}, capture_output=True,
-                              text=True, timeout=120)
-
-    def lyractl(self, *args, stdin=None):
-        result = subprocess.run([str(BIN / "lyractl"), "--target", self.target, *args], env=self.env, input=stdin,
-                                capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, f"lyractl {args}: {result.stderr}"
-        return result
-
-    def json(self, *args):
-        return json.loads(self.lyractl("--json", *args).stdout)
-
-    def start(self):
-        run_file = self.tmp / "data" / "lyrad.json"
-        run_file.unlink(missing_ok=True)
-        log = open(self.tmp / "lyrad.log", "a")
-        proc = subprocess.Popen([str(BIN / "lyrad"), "run"], env=self.env, stdout=log, stderr=log)
-        wait_for(lambda: run_file.exists() or proc.poll() is not None, 60, "lyrad to start")
-        assert proc.poll() is None, (self.tmp / "lyrad.log").read_text()[-3000:]
-        self.target = json.loads(run_file.read_text())["grpc"]
-        self.lyractl("login", "--username", "admin", "--password-stdin", stdin=ADMIN_PASSWORD + "\n")
-        return proc
-
+class Box(LyradBox):
     def venue_connected(self):
         from lyra_client.client import LyraClient
 
@@ -126,8 +81,8 @@ class Box:
 
 
 def test_kill9_between_send_and_ack_leaves_exactly_one_order(tmp_path, shared_data, emulator):
-    box = Box(tmp_path, write_config(tmp_path, emulator, shared_data))
-    assert box.lyrad("init", env={"LYRA_ADMIN_PASSWORD": ADMIN_PASSWORD}).returncode == 0
+    box = Box(tmp_path, write_config(tmp_path, emulator, shared_data), ADMIN_PASSWORD)
+    box.init()
     proc = box.start()
     try:
         box.lyractl("vault", "init", "--passphrase-stdin", stdin=PASSPHRASE + "\n")

@@ -8,24 +8,17 @@ signing, parsing and error mapping run as shipped.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import ccxt.async_support as ccxt_async
 
+from appliance.venues.ccxt.urls import rebase_urls
+
 
 def localize_urls(urls: Any, base: str) -> Any:
-    """Replace scheme and host of every URL in a (nested) ccxt ``urls`` map with ``base``.
-
-    ``http(s)://`` URLs get ``base`` (``http://127.0.0.1:PORT``); ``ws(s)://`` URLs get the
-    same host and port with the ``ws://`` scheme.
-    """
-    if isinstance(urls, dict):
-        return {k: localize_urls(v, base) for k, v in urls.items()}
-    if isinstance(urls, str) and urls.startswith(("http://", "https://", "ws://", "wss://")):
-        parts = urlsplit(urls)
-        root = base if urls.startswith("http") else "ws://" + urlsplit(base).netloc
-        return root + parts.path + (("?" + parts.query) if parts.query else "")
-    return urls
+    """Every URL of a (nested) ccxt ``urls`` map pointed at ``base`` (``http://127.0.0.1:PORT``;
+    websocket URLs get ``ws://`` on the same port): Lyra's own :func:`rebase_urls`, the code that
+    routes ``[exchange_urls]`` in a real lyrad."""
+    return rebase_urls(urls, base)
 
 
 def _merge(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

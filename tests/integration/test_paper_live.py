@@ -15,11 +15,11 @@ import pytest
 from lyra_client.errors import FailedPrecondition, NotFound
 
 from tests.emulator import EmulatorThread, binance_client
+from tests.emulator.bars import TF_MS, Prices
 from lyra.v1 import common_pb2, orders_pb2
 
 API_KEY = "paper-live-key-0001"
 SECRET = "paper-live-secret-0001-abcdefghijk"
-TF_MS = 1_000
 SLIPPAGE = Decimal("0.0005")  # [paper] slippage_bps = 5
 
 
@@ -35,26 +35,6 @@ def wait_for(predicate, timeout=30.0, what="condition"):
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class Prices:
-    """1-second candles of one symbol: falling by ``down`` a bar until ``turn_ms``, then rising by
-    ``up`` a bar; open = previous close, so every bar's open is known from the rows."""
-
-    def __init__(self, start_ms: int, end_ms: int, price: Decimal, down: Decimal, up: Decimal, turn_ms: int) -> None:
-        self.rows = []
-        close = price
-        for ts in range(start_ms, end_ms, TF_MS):
-            open_ = close
-            close = open_ + (up if ts >= turn_ms else -down)
-            self.rows.append((ts, str(open_), str(max(open_, close) + 1), str(min(open_, close) - 1), str(close), "100"))
-        self.by_open = {r[0]: r for r in self.rows}
-
-    def open_at(self, ts_ms: int) -> Decimal:
-        return Decimal(self.by_open[ts_ms][1])
-
-    def close_at(self, ts_ms: int) -> Decimal:
-        return Decimal(self.by_open[ts_ms][4])
 
 
 @pytest.fixture

@@ -14,13 +14,13 @@ from appliance.marketdata.download import (
     PUBLIC_EXCHANGE_CONFIG,
     check_exchange_id,
     list_dataset,
-    public_exchange,
     resolve_dataset_dir,
 )
 from appliance.model.errors import PreconditionError, ValidationError
 from appliance.model.instrument import InstrumentId
 from appliance.model.money import dec_str
 from appliance.server import convert as cv
+from appliance.venues.ccxt.options import spot_options
 from lyra.v1 import marketdata_pb2, marketdata_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,10 @@ class MarketDataServicer(marketdata_pb2_grpc.MarketDataServiceServicer):
     async def FetchCandles(self, request, context):
         """Download candles into the dataset folder, streaming progress (see marketdata.proto).
 
-        The exchange comes from ``app.exchange_factory(exchange_id, config)`` when the appliance
-        has one (tests point it at the emulator), else :func:`public_exchange`; ``config`` is
-        :data:`PUBLIC_EXCHANGE_CONFIG` (rate limiter on, no credentials). A fresh exchange per
-        call, closed when the call ends. The download runs on the server's event loop as async
+        The exchange comes from ``app.public_exchange_factory()`` (ccxt without credentials,
+        routed through ``[exchange_urls]``; tests may override it); ``config`` is
+        :data:`PUBLIC_EXCHANGE_CONFIG` (rate limiter on, no credentials) with the exchange's spot
+        options. A fresh exchange per call, closed when the call ends. The download runs on the server's event loop as async
         I/O (file writes in worker threads); it never touches the database nor the engine.
         """
         folder = await asyncio.to_thread(
@@ -88,9 +88,9 @@ class MarketDataServicer(marketdata_pb2_grpc.MarketDataServiceServicer):
             since_ms = request.since.ToNanoseconds() // NS_PER_MS
             until_ms = request.until.ToNanoseconds() // NS_PER_MS if request.HasField("until") else None
             exchange_id = check_exchange_id(request.exchange)
-            # the appliance's factory (tests: the emulator) or ccxt; never with credentials
-            factory = getattr(self.app, "exchange_factory", None) or public_exchange
-            exchange = factory(exchange_id, dict(PUBLIC_EXCHANGE_CONFIG))
+            # never with credentials; routed through [exchange_urls] (tests: the emulator)
+            exchange = self.app.public_exchange_factory()(
+                exchange_id, {**PUBLIC_EXCHANGE_CONFIG, "options": spot_options(exchange_id)})
             queue: asyncio.Queue = asyncio.Queue()
             task = None
             try:

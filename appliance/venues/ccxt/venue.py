@@ -108,6 +108,7 @@ from appliance.venues.ccxt.convert import (
 )
 from appliance.venues.ccxt.errors import ErrorKind, Redactor, classify, is_ccxt_or_io_error, retry_after_s
 from appliance.venues.ccxt.health import HealthTracker
+from appliance.venues.ccxt.options import spot_options
 
 if TYPE_CHECKING:  # only the type: the vault itself is not needed here
     from appliance.security.vault import CredentialSecrets
@@ -115,17 +116,6 @@ if TYPE_CHECKING:  # only the type: the vault itself is not needed here
 log = logging.getLogger("lyra.venues.ccxt")
 
 ExchangeFactory = Callable[[str, dict], Any]
-
-# ccxt options that make each exchange behave as a spot account (ccxt binance.describe()["options"]).
-_SPOT_OPTIONS: dict[str, dict] = {
-    "binance": {
-        "defaultType": "spot",
-        "fetchMarkets": {"types": ["spot"]},
-        "fetchCurrencies": False,  # sapi capital/config/getall: not needed to trade spot
-        "warnOnFetchOpenOrdersWithoutSymbol": False,
-    },
-}
-
 
 @dataclass(slots=True)
 class CcxtVenueOptions:
@@ -438,7 +428,7 @@ class CcxtVenue:
         config: dict[str, Any] = {
             "enableRateLimit": True,
             "timeout": int(self.options.request_timeout_ms),
-            "options": {**_SPOT_OPTIONS.get(self.exchange_id, {}), **self.options.ccxt_options},
+            "options": {**spot_options(self.exchange_id), **self.options.ccxt_options},
         }
         if self._credentials is not None:
             config.update(self._credentials.as_ccxt())
@@ -446,7 +436,7 @@ class CcxtVenue:
             exchange = self._factory(self.exchange_id, config)
             # the factory may have set options of its own: spot defaults only fill gaps,
             # the operator's ccxt_options win
-            for key, value in _SPOT_OPTIONS.get(self.exchange_id, {}).items():
+            for key, value in spot_options(self.exchange_id).items():
                 exchange.options.setdefault(key, value)
             exchange.options.update(self.options.ccxt_options)
         else:
