@@ -3,7 +3,9 @@
 Implements what ccxt's ``binance`` spot methods call: ``ping``, ``time``, ``exchangeInfo``,
 ``depth``, ``klines``, ``ticker/24hr``, ``ticker/price``, ``ticker/bookTicker``, ``avgPrice``,
 ``account``, ``order`` (POST / GET / DELETE), ``order/test``, ``openOrders`` (GET / DELETE),
-``allOrders`` and ``myTrades``.
+``allOrders`` and ``myTrades``; and the WebSocket API user data stream ccxt.pro's spot
+``watch_orders`` / ``watch_my_trades`` use (``/ws-api/v3``, ``userDataStream.subscribe.signature``,
+``executionReport`` and ``outboundAccountPosition`` events).
 
 Signed endpoints verify ``X-MBX-APIKEY`` and ``signature`` = hex HMAC-SHA256(secret, query
 string + body, without the signature), then ``timestamp``/``recvWindow`` against the venue
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import math
 import re
@@ -32,11 +35,14 @@ from aiohttp import web
 
 from .dialect import PARAMS, RAW_BODY, RECORD, TRADES_FAULT, Dialect, default_error_page
 from .engine import (
-    CANCELED, Engine, EngineError, Fill, Instrument, Order, ZERO, dec, is_multiple,
+    CANCELED, EXPIRED, FILLED, Engine, EngineError, Fill, Instrument, Order, ZERO, dec, is_multiple,
 )
 from .faults import Fault, RequestRecord
+from .ws import WsHub, WsSession, WsSubscription
 
 PREFIX = "/api/v3"
+#: The WebSocket API (ccxt.pro's ``urls['api']['ws']['ws-api']['spot']``, path kept by the client).
+WS_API_PATH = "/ws-api/v3"
 
 
 def default_instruments() -> list[Instrument]:
@@ -61,6 +67,8 @@ def f8(x: Decimal | None) -> str:
 
 def _weight(method: str, path: str, p: dict[str, str]) -> int:
     """Request weight per the Binance spot docs."""
+    if path == WS_API_PATH:
+        return 2  # "Connecting to WebSocket API costs 2 weight."
     ep = path[len(PREFIX) + 1:] if path.startswith(PREFIX + "/") else path
     has_symbol = "symbol" in p or "symbols" in p
     if method == "GET":
@@ -137,6 +145,7 @@ class BinanceDialect(Dialect):
     url_keys = ("api", "test", "demo")
     my_trades_path = "/api/v3/myTrades"
     create_order_path = "/api/v3/order"
+    ws_paths = (WS_API_PATH,)
 
     def __init__(self, emulator: Any, *, fee_rate: object = "0.001", weight_limit: int = 6000,
                  window_s: float = 60.0, ban_after: int = 3, ban_s: float = 120.0,
@@ -154,6 +163,11 @@ class BinanceDialect(Dialect):
         self._strikes: list[float] = []
         self.banned_until = 0.0
         self._order_times: list[float] = []
+        self.ws = WsHub(self.name)
+        self._ws_announced: set[int] = set()  # orders whose NEW executionReport is out
+        self._ws_final: set[int] = set()  # orders whose terminal executionReport is out
+        self._ws_event_ids = itertools.count(8_641_984)
+        self.engine.listeners.append(self._ws_on_engine)
 
     def configure(self, *, weight_limit: int | None = None, window_s: float | None = None,
                   ban_after: int | None = None, ban_s: float | None = None) -> None:
@@ -202,6 +216,7 @@ class BinanceDialect(Dialect):
             ("DELETE", f"{g}/openOrders", self._wrap(self.cancel_open_orders, signed=True)),
             ("GET", f"{g}/allOrders", self._wrap(self.all_orders, signed=True)),
             ("GET", f"{g}/myTrades", self._wrap(self.my_trades, signed=True)),
+            ("GET", WS_API_PATH, self._ws_upgrade),
         ]
 
     def _wrap(self, fn: Any, *, signed: bool = False) -> Any:
@@ -753,6 +768,214 @@ class BinanceDialect(Dialect):
         elif fault is not None and fault.mode == "reorder":
             out.reverse()
         return out
+
+    # ------------------------------------------------------------------ WebSocket API (user data)
+    # ccxt.pro 4.5.90 watches spot orders/trades through the WebSocket API, not a listenKey:
+    # ``userDataStream.subscribe.signature`` (apiKey, timestamp, [recvWindow], signature = hex
+    # HMAC-SHA256 of the other params sorted by name as ``k=v&...``) on ``/ws-api/v3``; events then
+    # arrive as ``{"subscriptionId": n, "event": {...}}`` on the same connection.
+    async def _ws_upgrade(self, request: web.Request) -> web.StreamResponse:
+        assert self.ws is not None
+        return await self.ws.serve(request, self._ws_request, request.get(RECORD))
+
+    def _ws_request(self, session: WsSession, text: str) -> dict[str, Any] | None:
+        started = time.monotonic()
+        rec = RequestRecord(at=started, server_ms=self.engine.now_ms(), venue=self.name, method="WS",
+                            path=session.path, query="")
+        self.emulator.requests.append(rec)
+        try:
+            msg = json.loads(text)
+            if not isinstance(msg, dict):
+                raise ValueError
+        except ValueError:
+            rec.status, rec.error = 400, -1100
+            return {"id": None, "status": 400,
+                    "error": {"code": -1100, "msg": "Illegal characters found in a parameter."}}
+        req_id, method = msg.get("id"), str(msg.get("method") or "")
+        params = msg.get("params") or {}
+        rec.query = method
+        base = method.split("/", 1)[1] if method.startswith("v3/") else method
+        weight = {"userDataStream.subscribe.signature": 2, "userDataStream.unsubscribe": 2,
+                  "session.subscriptions": 2, "ping": 1, "time": 1}.get(base, 1)
+        try:
+            used = self._ws_charge(weight, rec)
+            if base == "userDataStream.subscribe.signature":
+                key = self._ws_authenticate(params if isinstance(params, dict) else {}, rec)
+                with self.engine.lock:
+                    sub = self.ws.subscribe(session, key)  # type: ignore[union-attr]
+                result: Any = {"subscriptionId": sub.subscription_id}
+            elif base == "userDataStream.unsubscribe":
+                sid = params.get("subscriptionId") if isinstance(params, dict) else None
+                ended = self.ws.unsubscribe(session, None if sid is None else int(sid))  # type: ignore[union-attr]
+                if sid is not None and not ended:
+                    raise BinanceError(400, -1100, "Illegal characters found in parameter 'subscriptionId'.")
+                result = {}
+            elif base == "session.subscriptions":
+                result = [{"subscriptionId": s.subscription_id} for s in session.subscriptions if s.active]
+            elif base == "ping":
+                result = {}
+            elif base == "time":
+                result = {"serverTime": self.engine.now_ms()}
+            else:
+                raise BinanceError(400, -1020, "This operation is not supported.")
+        except BinanceError as e:
+            rec.status, rec.error = e.status, e.code
+            return {"id": req_id, "status": e.status, "error": {"code": e.code, "msg": e.msg},
+                    "rateLimits": self._ws_rate_limits(rec.used_weight or 0)}
+        rec.status, rec.processed = 200, True
+        reply: dict[str, Any] = {"id": req_id, "status": 200, "result": result}
+        if not (isinstance(params, dict) and params.get("returnRateLimits") is False):
+            reply["rateLimits"] = self._ws_rate_limits(used)
+        return reply
+
+    def _ws_rate_limits(self, used: int) -> list[dict[str, Any]]:
+        return [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                 "limit": self.weight_limit, "count": used}]
+
+    def _ws_charge(self, weight: int, rec: RequestRecord) -> int:
+        """WebSocket API requests share the IP's REQUEST_WEIGHT with REST."""
+        now = time.time()
+        with self._lock:
+            self._roll(now)
+            rec.used_weight = self._used
+            if self.banned_until > now:
+                raise BinanceError(418, -1003, f"Way too much request weight used; IP banned until "
+                                   f"{self.engine.now_ms() + int((self.banned_until - now) * 1000)}. "
+                                   "Please use WebSocket Streams for live updates to avoid bans.")
+            if self._used + weight > self.weight_limit:
+                raise BinanceError(429, -1003, f"Too much request weight used; current limit is {self.weight_limit} "
+                                   "request weight per 1 MINUTE. Please use WebSocket Streams for live updates "
+                                   "to avoid polling the API.")
+            self._used += weight
+            rec.weight, rec.used_weight = weight, self._used
+            return self._used
+
+    def _ws_authenticate(self, params: dict[str, Any], rec: RequestRecord) -> str:
+        """The same checks, codes and order as a signed REST request, on JSON params."""
+        key = params.get("apiKey")
+        if not key:
+            raise BinanceError(400, -1102, "Mandatory parameter 'apiKey' was not sent, was empty/null, or malformed.")
+        acct = self.engine.accounts.get(str(key))
+        if acct is None:
+            raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        rec.api_key = str(key)
+        signature = params.get("signature")
+        if not signature:
+            raise BinanceError(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+        payload = "&".join(f"{k}={_ws_param(v)}" for k, v in sorted(params.items()) if k != "signature")
+        expected = hmac.new(acct.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, str(signature).lower()):
+            raise BinanceError(400, -1022, "Signature for this request is not valid.")
+        try:
+            ts = int(params.get("timestamp"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise BinanceError(400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or "
+                               "malformed.") from None
+        recv = int(params.get("recvWindow") or 5000)
+        if recv > 60000:
+            raise BinanceError(400, -1131, "recvWindow must be less than 60000")
+        server = self.engine.now_ms()
+        if ts > server + 1000:
+            raise BinanceError(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+        if server - ts > recv:
+            raise BinanceError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        return str(key)
+
+    def _ws_on_engine(self, kind: str, obj: object) -> None:
+        """Engine listener (runs under the engine lock, in whatever thread moved the engine):
+        ``executionReport`` events as Binance sends them, NEW first, then one TRADE per fill, then
+        CANCELED / EXPIRED; each followed by ``outboundAccountPosition`` for the assets involved."""
+        if kind == "fill":
+            fill = obj
+            assert isinstance(fill, Fill)
+            order = self.engine.orders[fill.order_seq]
+        elif kind == "order":
+            fill, order = None, obj  # type: ignore[assignment]
+            assert isinstance(order, Order)
+        else:
+            return
+        events: list[dict[str, Any]] = []
+        if order.seq not in self._ws_announced:
+            self._ws_announced.add(order.seq)
+            events.append(self._execution_report(order, "NEW"))
+        if fill is not None:
+            events.append(self._execution_report(order, "TRADE", fill))
+            if order.status == FILLED:
+                self._ws_final.add(order.seq)
+        elif not order.is_open and order.seq not in self._ws_final:
+            self._ws_final.add(order.seq)
+            if order.status in (CANCELED, EXPIRED):
+                events.append(self._execution_report(order, order.status))
+        if not events or self.ws is None or not self.ws.has_subscribers(order.account):
+            return
+        ins = self.engine.instruments[order.symbol]
+        acct = self.engine.accounts[order.account]
+        now = self.engine.now_ms()
+        events.append({"e": "outboundAccountPosition", "E": now, "u": acct.update_ms,
+                       "B": [{"a": a, "f": f8(acct.free(a)), "l": f8(acct.locked(a))} for a in (ins.base, ins.quote)]})
+        for event in events:
+            self.ws.publish(order.account, _envelope(event))
+
+    def _execution_report(self, o: Order, execution: str, fill: Fill | None = None) -> dict[str, Any]:
+        """One ``executionReport`` (user data stream "Order Update") for ``o`` as of ``execution``."""
+        ins = self.engine.instruments[o.symbol]
+        new = execution == "NEW"
+        on_book = o.type != "MARKET" and o.time_in_force == "GTC" and (o.is_open or not new)
+        event: dict[str, Any] = {
+            "e": "executionReport",
+            "E": self.engine.now_ms(),
+            "s": ins.venue_id,
+            # a cancel carries the cancel request's id in "c" and the order's own in "C"
+            "c": "".join(secrets.choice(_ALNUM) for _ in range(22)) if execution == CANCELED else o.client_order_id,
+            "S": o.side,
+            "o": o.type,
+            "f": o.time_in_force,
+            "q": f8(o.qty),
+            "p": f8(o.price),
+            "P": f8(ZERO),
+            "F": f8(o.extra.get("iceberg_qty")),
+            "g": -1,
+            "C": o.client_order_id if execution == CANCELED else "",
+            "x": execution,
+            "X": "NEW" if new else o.status,
+            "r": "NONE",
+            "i": o.seq,
+            "l": f8(fill.qty if fill else ZERO),
+            "z": f8(ZERO if new else o.filled),
+            "L": f8(fill.price if fill else ZERO),
+            "n": f8(fill.fee) if fill else "0",
+            "N": fill.fee_asset if fill else None,
+            "T": fill.time_ms if fill else (o.created_ms if new else o.updated_ms),
+            "t": fill.id if fill else -1,
+            "I": next(self._ws_event_ids),
+            "w": on_book and (new or o.is_open),
+            "m": fill.is_maker if fill else False,
+            "M": False,
+            "O": o.created_ms,
+            "Z": f8(ZERO if new else o.cum_quote),
+            "Y": f8(fill.quote_qty if fill else ZERO),
+            "Q": f8(o.quote_qty),
+            "V": o.extra.get("stp", "EXPIRE_MAKER"),
+        }
+        if on_book:
+            event["W"] = o.created_ms
+        return event
+
+    def ws_subscriptions(self, api_key: str | None = None, *, active: bool | None = None) -> list[WsSubscription]:
+        """User data stream subscriptions accepted so far (see :meth:`WsHub.subscriptions`)."""
+        assert self.ws is not None
+        return self.ws.subscriptions(api_key, active=active)
+
+
+def _ws_param(value: Any) -> str:
+    """A JSON param as it appears in the signature payload (``true``, not ``True``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _envelope(event: dict[str, Any]) -> Any:
+    return lambda sub: {"subscriptionId": sub.subscription_id, "event": event}
 
 
 def _strip_signature(raw: str) -> tuple[str, str | None]:

@@ -11,6 +11,7 @@ from .faults import Fault, RequestRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import ExchangeEmulator
+    from .ws import WsHub
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -39,6 +40,9 @@ class Dialect:
             the venue tests: "accepted, then the connection drops").
         needs_password: the exchange's API keys carry a passphrase (OKX, KuCoin).
         test_symbol: the unified symbol the shared venue tests trade (listed with a mark of 60000).
+        ws_paths: paths of the dialect's websocket upgrade requests (``refuse_websockets``
+            faults them); a dialect that serves websockets also sets :attr:`ws`.
+        ws: the dialect's :class:`~tests.emulator.ws.WsHub` (None: no websockets).
     """
 
     name = "?"
@@ -50,6 +54,8 @@ class Dialect:
     create_order_method = "POST"
     needs_password = False
     test_symbol = "BTC/USDT"
+    ws_paths: tuple[str, ...] = ()
+    ws: "WsHub | None" = None
 
     def __init__(self, emulator: "ExchangeEmulator", engine: Engine) -> None:
         self.emulator = emulator
@@ -62,6 +68,11 @@ class Dialect:
         """ccxt constructor config that paces a client under this dialect's configured limits
         (``rateLimit`` ...); ``headroom`` > 1 paces below them. Default: ccxt's own pacing."""
         return {}
+
+    def rate_limited(self, rec: RequestRecord) -> bool:
+        """Whether the request was refused for a rate limit (the shared burst test asserts none
+        are); a dialect that refuses with HTTP 200 and an error body (Kraken) overrides it."""
+        return rec.status in (418, 429)
 
     @classmethod
     def test_secret(cls, seed: str) -> str:
@@ -78,6 +89,8 @@ class Dialect:
 
     async def close(self) -> None:
         """Release what the dialect holds (websocket connections ...) when the emulator stops."""
+        if self.ws is not None:
+            await self.ws.close_all()
 
     def add_account(self, api_key: str, secret: str, balances: dict[str, object],
                     password: str | None = None) -> None:

@@ -132,6 +132,9 @@ class KrakenDialect(Dialect):
         self.order_of_txid: dict[str, int] = {}
         self.trade_txid: dict[int, str] = {}
 
+    def rate_limited(self, rec: RequestRecord) -> bool:
+        return rec.status in (418, 429) or "EAPI:Rate limit exceeded" in str(rec.error or "")
+
     @classmethod
     def test_secret(cls, seed: str) -> str:
         return base64.b64encode(seed.encode() * 2).decode()  # Kraken issues base64 secrets

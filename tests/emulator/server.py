@@ -10,11 +10,13 @@ Control API (plain Python, no HTTP; thread-safe):
   :meth:`step`, :meth:`fill_order`, :meth:`engine`;
 * faults: :meth:`fail_next` (5xx or any status), :meth:`rate_limit_next` (429 / 418),
   :meth:`delay_next` (before or after processing), :meth:`disconnect_next`,
-  :meth:`mangle_trades_next` (duplicate / reorder / overlap fills), :meth:`set_clock_skew`;
+  :meth:`mangle_trades_next` (duplicate / reorder / overlap fills), :meth:`set_clock_skew`,
+  :meth:`drop_websockets`, :meth:`refuse_websockets`;
 * rate limits: :meth:`configure_binance_limits`, :meth:`configure_kraken_limits`;
 * observation: :attr:`requests` (every request, see
   :class:`~tests.emulator.faults.RequestRecord`), :meth:`requests_to`,
-  :meth:`max_used_weight`, :meth:`orders`, :meth:`balances`.
+  :meth:`max_used_weight`, :meth:`orders`, :meth:`balances`, :meth:`ws_sessions`,
+  :meth:`ws_subscriptions`.
 """
 
 from __future__ import annotations
@@ -260,6 +262,36 @@ class ExchangeEmulator:
 
     def clear_faults(self) -> None:
         self.faults.clear()
+
+    # ------------------------------------------------------------------ control: websockets
+    def _ws_hub(self, venue: str) -> Any:
+        hub = self.dialects[venue].ws
+        if hub is None:
+            raise ValueError(f"dialect {venue!r} serves no websockets")
+        return hub
+
+    def drop_websockets(self, venue: str) -> int:
+        """Abort every open websocket of ``venue`` as a network drop would (the TCP connection
+        goes, no close frame); returns how many. Their upgrade requests get ``fault="ws_drop"``."""
+        return self._ws_hub(venue).drop_all()
+
+    def refuse_websockets(self, venue: str, n: int = 1, *, status: int = 503) -> list[Fault]:
+        """The next ``n`` websocket upgrade attempts on ``venue`` (on each of its websocket paths)
+        get HTTP ``status`` instead of 101; logged like any status fault."""
+        self._ws_hub(venue)
+        return [self.faults.add(Fault("status", venue, path, "GET", n, status=status, body=None))
+                for path in self.dialects[venue].ws_paths]
+
+    def ws_sessions(self, venue: str) -> list[Any]:
+        """Every websocket connection of ``venue`` so far (:class:`~tests.emulator.ws.WsSession`:
+        open/close times, close reason, subscriptions)."""
+        return list(self._ws_hub(venue).sessions)
+
+    def ws_subscriptions(self, venue: str, api_key: str | None = None, *,
+                         active: bool | None = None) -> list[Any]:
+        """Account subscriptions accepted on ``venue``'s websockets, oldest first
+        (:class:`~tests.emulator.ws.WsSubscription`); a resubscription after a drop is a new entry."""
+        return self._ws_hub(venue).subscriptions(api_key, active=active)
 
     # ------------------------------------------------------------------ control: limits
     def configure_binance_limits(self, *, weight_limit: int | None = None, window_s: float | None = None,

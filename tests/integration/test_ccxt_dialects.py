@@ -16,6 +16,7 @@ client order id field and look-up is exercised through ccxt's real request build
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from decimal import Decimal
 
@@ -155,5 +156,42 @@ async def test_a_rate_limited_order_is_retried_and_exists_once(exchange):
             statuses = [r.status for r in emu.requests_to(cls.create_order_path, method=cls.create_order_method)]
             assert statuses[0] == 429 and statuses.count(200) == 1
             assert len(emu.orders(exchange, KEY)) == 1
+        finally:
+            await venue.stop()
+
+
+BURST = 30
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+async def test_a_burst_of_operator_orders_gets_no_rate_limit_refusal(exchange):
+    """30 orders at once, with the venue asked to poll every 10 ms, against the emulator enforcing
+    the exchange's documented limits (not the relaxed test limits), on the venue's default budget
+    and ccxt's limiter: every order accepted, not one request refused for a rate limit (the
+    dialect's own tests show its limiter refuses what exceeds; `test_budget_tables_never_exceed_
+    the_documented_limits` checks each budget against the documented numbers)."""
+    cls = dialect_class(exchange)
+    key, secret, password = credentials(exchange)
+    quote = cls.test_symbol.split("/")[1]
+    async with ExchangeEmulator((exchange,), accounts={key: (secret, {quote: "1000000", "BTC": "10"}, password)}) as emu:
+        clock, reports = LiveClock(), []
+        venue = CcxtVenue(
+            f"{exchange}-test", exchange, CredentialSecrets(key, secret, password or ""), clock,
+            exchange_factory=lambda exchange_id, config: exchange_client(
+                emu, exchange, config["apiKey"], config["secret"], password=config.get("password"),
+                timeout=config["timeout"]),
+            options={**OPTIONS, "poll_interval_s": 0.01, "request_timeout_ms": 10_000},
+        )
+        venue.set_report_sink(reports.append)
+        await venue.start()
+        try:
+            for i in range(BURST):
+                venue.submit(make_order(clock, f"ly-{exchange[:4]}-burst-{i:04d}", f"{exchange}-test", cls.test_symbol,
+                                        qty="0.001", price=str(50000 - i)))
+            await until(lambda: len(of(reports, OrderAccepted)) == BURST, timeout=120)
+            await asyncio.sleep(3)  # polling goes on at the budget's pace
+            dialect = emu.dialect(exchange)
+            assert [(r.method, r.path, r.status, r.error) for r in list(emu.requests) if dialect.rate_limited(r)] == []
+            assert len(emu.orders(exchange, KEY)) == BURST
         finally:
             await venue.stop()

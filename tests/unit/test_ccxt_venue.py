@@ -729,3 +729,18 @@ async def test_reconcile_fetches_old_fills_per_order_where_the_exchange_can():
     assert [args for _, m, args in ex.calls if m == "fetch_order_trades"] == [(old["id"], "BTC/USDT")]
     assert ex.count("fetch_my_trades") == 0
     await venue.stop()
+
+
+async def test_a_resubscribed_stream_on_a_quiet_account_turns_live_and_reconciles_without_a_message():
+    # ccxt's watch_* returns only with data: after a reconnect on a quiet account nothing ever
+    # arrives, yet the venue must leave DEGRADED and reconcile what it missed while down
+    ex = FakeExchange(streams=True)
+    ex.stream_faults["watch_orders"] = [ccxt.NetworkError("ws closed")]
+    venue, reports = make_venue(ex, use_streams=True, stream_settle_s=0.05, poll_interval_s=60,
+                                stream_poll_interval_s=60)
+    await venue.start()
+    await until(lambda: venue.status()["streams"] == {"watch_orders": "live", "watch_my_trades": "live"})
+    await until(lambda: venue.stats["reconciliations"] == 1)  # after watch_orders' reconnect only
+    assert VenueHealth.DEGRADED in healths(reports)
+    assert venue.health() is VenueHealth.CONNECTED and not venue.status()["conditions"]
+    await venue.stop()

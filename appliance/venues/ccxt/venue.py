@@ -141,6 +141,8 @@ class CcxtVenueOptions:
         use_streams: use ccxt.pro watch_orders/watch_my_trades when the exchange has them.
         stream_max_failures: consecutive stream failures before falling back to polling only...
         stream_retry_s: ...for this long, after which the stream is tried again.
+        stream_settle_s: a (re)started watch still pending after this long counts as subscribed
+            (live, reconciliation after a reconnect), since ccxt's watch returns only with data.
         symbols: restrict the instruments to these ccxt symbols (None = every active spot market).
         order_reserve: fraction of each budget bucket kept for orders.
         poll_share: fraction of the budget's refill rate polling may plan to use.
@@ -179,6 +181,7 @@ class CcxtVenueOptions:
     use_streams: bool = True
     stream_max_failures: int = 8
     stream_retry_s: float = 300.0
+    stream_settle_s: float = 2.0
     symbols: tuple[str, ...] | None = None
     order_reserve: float = 0.25
     poll_share: float = 0.5
@@ -323,6 +326,9 @@ class CcxtVenue:
         self._health = HealthTracker(name, clock, self._on_health_changed, self.options.down_after_failures)
         self._instruments: dict[str, Instrument] = {}
         self._tracked: dict[str, _Tracked] = {}
+        # every symbol Lyra placed or tracked an order in since start: where an exchange that lists
+        # open orders only per symbol is asked for orders Lyra did not place
+        self._symbols_traded: set[str] = set()
         self._by_vcid: dict[str, str] = {}
         self._by_vid: dict[str, str] = {}
         self._dirty: set[str] = set()
@@ -626,6 +632,7 @@ class CcxtVenue:
         if tracked is None:
             vcid = venue_client_id(self.id_spec, order.client_order_id)
             tracked = _Tracked(order=order, vcid=vcid, instrument=self._instruments.get(order.instrument.symbol))
+            self._symbols_traded.add(order.instrument.symbol)
             if order.venue_order_id:
                 tracked.venue_order_id = order.venue_order_id
                 self._by_vid[order.venue_order_id] = order.client_order_id
@@ -1243,9 +1250,23 @@ class CcxtVenue:
     async def _stream_loop(self, method: str, handler: Callable[[list], None]) -> None:
         failures = 0
         while not self._stopping:
+            call = asyncio.ensure_future(getattr(self.exchange, method)())
             try:
-                items = await getattr(self.exchange, method)()
+                if self._streams.get(method) != "live":
+                    # ccxt's watch_* returns only with data, so a quiet account would look
+                    # "connecting"/"reconnecting" forever (DEGRADED, no reconciliation after a
+                    # resubscription). ccxt raises at once when the connection or the subscription
+                    # is refused: still waiting after the settle time means subscribed.
+                    # (ccxt can also leave a watch pending on a connection that failed: only an
+                    # open websocket counts)
+                    while not call.done() and self._streams.get(method) != "live":
+                        await asyncio.wait({call}, timeout=self.options.stream_settle_s)
+                        if not call.done() and self._stream_connected():
+                            self._stream_up(method, failures)
+                            failures = 0
+                items = await call
             except asyncio.CancelledError:
+                call.cancel()
                 raise
             except Exception as exc:  # noqa: BLE001
                 failures += 1
@@ -1266,16 +1287,30 @@ class CcxtVenue:
                 self._wake_poll()
                 await self._backoff(failures - 1)
                 continue
-            if failures or self._streams.get(method) != "live":
-                if failures:
-                    self._schedule_reconcile(f"{method} reconnected")
-                self._health.clear_condition(f"stream:{method}")
+            self._stream_up(method, failures)
             failures = 0
-            self._streams[method] = "live"
             try:
                 handler(list(items or []))
             except Exception as exc:  # noqa: BLE001 - a bad message must not kill the stream
                 log.error("venue %s: %s update failed: %s", self.name, method, self._redact.error(exc))
+
+    def _stream_connected(self) -> bool:
+        """Whether the exchange has an open websocket (ccxt.pro ``clients``; an exchange object
+        without them, e.g. a test double, counts as connected)."""
+        clients = getattr(self.exchange, "clients", None)
+        if not isinstance(clients, Mapping):
+            return True
+        return any(getattr(c, "connection", None) is not None and not c.closed() for c in list(clients.values())
+                   if callable(getattr(c, "closed", None)))
+
+    def _stream_up(self, method: str, failures: int) -> None:
+        """``method``'s stream is subscribed: live, DEGRADED cleared, and after a reconnect a
+        reconciliation for what happened while it was down (events are not replayed)."""
+        if failures or self._streams.get(method) != "live":
+            if failures:
+                self._schedule_reconcile(f"{method} reconnected")
+            self._health.clear_condition(f"stream:{method}")
+        self._streams[method] = "live"
 
     def _on_stream_orders(self, orders: list) -> None:
         for venue_order in orders:
@@ -1440,8 +1475,9 @@ class CcxtVenue:
             except Exception as exc:  # noqa: BLE001
                 if not is_ccxt_or_io_error(exc) or classify(exc) is not ErrorKind.REJECTED:
                     raise
-                # the exchange needs a symbol: ask per symbol Lyra trades (or the configured symbols)
-                symbols = sorted(set(self.options.symbols or ()) | {t.symbol for t in self._tracked.values()})
+                # the exchange needs a symbol: ask per configured symbol and per symbol Lyra has traded
+                # since start (finished orders included: someone else's order sits where Lyra trades)
+                symbols = sorted(set(self.options.symbols or ()) | self._symbols_traded)
                 open_orders = []
                 for symbol in symbols:
                     open_orders.extend(await self._call("fetch_open_orders", Priority.RECONCILE, "fetch_open_orders",
