@@ -25,13 +25,15 @@ import pytest
 from appliance.engine.clock import LiveClock
 from appliance.model.order import OrderSide
 from appliance.security.vault import CredentialSecrets
-from appliance.venues.base import BalanceSnapshot, OrderAccepted, OrderCanceled, OrderFilled, UnknownVenueOrder
+from appliance.venues.base import (
+    BalanceSnapshot, OrderAccepted, OrderCanceled, OrderFilled, OrderRejected, UnknownVenueOrder,
+)
 from appliance.venues.ccxt import CcxtVenue
 from appliance.venues.ccxt.client_ids import client_id_spec, venue_client_id
 from tests.emulator import DIALECTS, ExchangeEmulator, dialect_class, exchange_client
 from tests.integration.ccxt_helpers import OPTIONS, make_order, of, until
 
-KEY = "lyra-dialect-test-key"
+KEY = "account-lyra-dialect-test-key"  # ccxt gemini refuses keys without "account" (master keys)
 PASSWORD = "lyra-test-passphrase"
 EXCHANGES = tuple(DIALECTS)
 
@@ -193,5 +195,26 @@ async def test_a_burst_of_operator_orders_gets_no_rate_limit_refusal(exchange):
             dialect = emu.dialect(exchange)
             assert [(r.method, r.path, r.status, r.error) for r in list(emu.requests) if dialect.rate_limited(r)] == []
             assert len(emu.orders(exchange, KEY)) == BURST
+        finally:
+            await venue.stop()
+
+
+@pytest.mark.parametrize("exchange, words", [
+    ("gemini", "gemini takes no market orders"),
+    ("coinbase", "coinbase sizes market buys in the quote currency"),
+])
+async def test_a_market_order_the_exchange_cannot_take_as_meant_is_rejected_unsent(exchange, words):
+    cls = dialect_class(exchange)
+    async with emulator_for(exchange) as emu:
+        venue, reports, clock = venue_for(emu, exchange)
+        await venue.start()
+        try:
+            venue.submit(make_order(clock, f"ly-{exchange[:4]}-mkt-00001", f"{exchange}-test", cls.test_symbol,
+                                    price=None))
+            await until(lambda: of(reports, OrderRejected))
+            (rejected,) = of(reports, OrderRejected)
+            assert rejected.reason.startswith("unsupported: ") and words in rejected.reason
+            assert emu.requests_to(cls.create_order_path, method=cls.create_order_method) == []
+            assert emu.orders(exchange, KEY) == []
         finally:
             await venue.stop()

@@ -664,6 +664,16 @@ def test_client_ids_fit_each_exchange_and_are_deterministic():
     (ccxt.NetworkError("x"), "unknown"), (ccxt.BadResponse("x"), "unknown"), (ccxt.ExchangeError("x"), "unknown"),
     (ccxt.OperationFailed("-1000 unknown error"), "unknown"), (asyncio.TimeoutError(), "unknown"),
     (ccxt.CancelPending("x"), "cancel_pending"),
+    # bodies ccxt leaves as a plain ExchangeError (seen against the emulated dialects)
+    (ccxt.ExchangeError('bitfinex {"error":"ERR_RATE_LIMIT"}'), "rate_limited"),
+    (ccxt.ExchangeError('bitstamp {"status":"error","reason":"Rate limit exceeded","code":"400.002"}'), "rate_limited"),
+    (ccxt.ExchangeError('coinbase {"success": false, "error_response": {"error": "INVALID_LIMIT_PRICE_PRECISION"}}'),
+     "rejected"),
+    (ccxt.ExchangeError('coinbase {"error":"unknown","message":"order with this orderID was not found"}'), "not_found"),
+    (ccxt.PermissionDenied('bitfinex ["error",10001,"Invalid order: minimum size for BTC/USDT is 0.0001"]'),
+     "rejected"),
+    (ccxt.PermissionDenied('bitfinex ["error",10001,"permission: denied"]'), "auth"),
+    (ccxt.NetworkError("ratelimit"), "unknown"),  # only the generic ExchangeError is read for words
 ])
 def test_ccxt_errors_are_classified(exc, kind):
     from appliance.venues.ccxt.errors import classify
@@ -691,6 +701,10 @@ def test_budget_tables_never_exceed_the_documented_limits():
             else:  # most a bucket can hand out in any window of the documented length
                 assert bucket.capacity + bucket.refill_per_s * bucket.window_s <= bucket.limit + 1e-9, (spec, bucket)
             assert bucket.capacity >= max([w for w in bucket.weights.values()] + [0])
+    from appliance.venues.ccxt.client_ids import CLIENT_ID_SPECS
+
+    assert set(BUDGETS) == set(CLIENT_ID_SPECS)  # every supported exchange has its documented limits
+    assert all(spec.source for spec in BUDGETS.values())
     binance = BUDGETS["binance"].buckets[0]
     assert binance.limit == 6000 and binance.weight("fetch_open_orders_all") == 80
     budget = RequestBudget(BUDGETS["binance"])

@@ -175,6 +175,102 @@ BUDGETS: dict[str, BudgetSpec] = {
         source="docs.kraken.com/api/docs/guides/spot-rest-ratelimits (Starter: max 15, -0.33/s) and "
         "docs.kraken.com/api/docs/guides/spot-ratelimits (Starter: max 60, -1/s)",
     ),
+    # OKX v5: a limit per endpoint (per user id, or per IP for public data) in 2-second windows.
+    "okx": BudgetSpec(
+        "okx",
+        (
+            BucketSpec.from_window("place", 60, 2, {"create_order": 1}, default_weight=0),
+            BucketSpec.from_window("cancel", 60, 2, {"cancel_order": 1}, default_weight=0),
+            BucketSpec.from_window("order_queries", 60, 2, {"fetch_order": 1, "fetch_open_orders": 1,
+                                                            "fetch_open_orders_all": 1}, default_weight=0),
+            BucketSpec.from_window("orders_history", 40, 2, {"fetch_closed_orders": 1, "fetch_orders": 1},
+                                   default_weight=0),
+            BucketSpec.from_window("fills_history", 10, 2, {"fetch_my_trades": 1, "fetch_order_trades": 1},
+                                   default_weight=0),
+            BucketSpec.from_window("balance", 10, 2, {"fetch_balance": 1}, default_weight=0),
+            BucketSpec.from_window("public", 20, 2, {"load_markets": 1, "fetch_tickers": 1}, default_weight=0),
+        ),
+        source="www.okx.com/docs-v5/en/#order-book-trading-trade (each endpoint's 'Rate Limit': place, cancel, "
+        "order, orders-pending 60 per 2 s; orders-history 40/2s; fills-history 10/2s), "
+        "#trading-account-rest-api-get-balance (10/2s), #public-data-rest-api-get-instruments (20/2s)",
+    ),
+    # KuCoin: resource pools per 30 s (VIP0), each endpoint with a documented weight.
+    "kucoin": BudgetSpec(
+        "kucoin",
+        (
+            BucketSpec.from_window("spot_pool", 4000, 30, {
+                "create_order": 1, "cancel_order": 1, "fetch_order": 2, "fetch_open_orders": 2,
+                "fetch_open_orders_all": 2, "fetch_closed_orders": 2, "fetch_orders": 2, "fetch_my_trades": 2,
+                "fetch_order_trades": 2}, default_weight=0),
+            BucketSpec.from_window("management_pool", 2000, 30, {"fetch_balance": 5}, default_weight=0),
+            # load_markets: symbols 4 + margin/isolated symbol lists (weights estimated) = 45, counted high
+            BucketSpec.from_window("public_pool", 2000, 30, {"load_markets": 45, "fetch_tickers": 15},
+                                   default_weight=0),
+        ),
+        source="www.kucoin.com/docs-new/rate-limit (VIP0: Spot 4000/30s, Management 2000/30s, Public 2000/30s) "
+        "and each endpoint's weight under www.kucoin.com/docs-new/rest/spot-trading",
+    ),
+    # Bybit v5: per IP 600 per 5 s (then a ban), per account a limit per endpoint per second.
+    "bybit": BudgetSpec(
+        "bybit",
+        (
+            BucketSpec.from_window("ip", 600, 5),
+            BucketSpec.from_window("order_create", 20, 1, {"create_order": 1}, default_weight=0),
+            BucketSpec.from_window("order_cancel", 20, 1, {"cancel_order": 1}, default_weight=0),
+            BucketSpec.from_window("order_query", 50, 1, {
+                "fetch_order": 1, "fetch_open_orders": 1, "fetch_open_orders_all": 1, "fetch_closed_orders": 1,
+                "fetch_orders": 1}, default_weight=0),
+            BucketSpec.from_window("executions", 50, 1, {"fetch_my_trades": 1, "fetch_order_trades": 1},
+                                   default_weight=0),
+            BucketSpec.from_window("wallet", 50, 1, {"fetch_balance": 1}, default_weight=0),
+        ),
+        source="bybit-exchange.github.io/docs/v5/rate-limit (IP 600/5s; per UID and endpoint per second: spot "
+        "order create and cancel 20, order realtime/history, execution list, wallet balance 50)",
+    ),
+    # Gate v4: spot order placement 10/s per account and pair (one bucket for all pairs: conservative).
+    "gate": BudgetSpec(
+        "gate",
+        (
+            BucketSpec.from_window("order_create", 10, 1, {"create_order": 1}, default_weight=0),
+            BucketSpec.from_window("order_cancel", 200, 1, {"cancel_order": 1}, default_weight=0),
+            BucketSpec.from_window("private", 200, 10, {"load_markets": 0, "create_order": 0, "cancel_order": 0,
+                                                        "fetch_tickers": 0}),
+            BucketSpec.from_window("public", 200, 10, {"load_markets": 3, "fetch_tickers": 1}, default_weight=0),
+        ),
+        source="www.gate.com/docs/developers/apiv4/#frequency-limit-rule (spot order placement 10 r/s per UID "
+        "and pair, cancel 200 r/s, other private endpoints 200 r/10s each, public 200 r/10s per IP)",
+    ),
+    # Bitfinex v2: 10 to 90 requests per minute per endpoint; one bucket at the most common 90 for
+    # all endpoints together stays on the safe side.
+    "bitfinex": BudgetSpec(
+        "bitfinex", (BucketSpec.from_window("requests", 90, 60),),
+        source="docs.bitfinex.com/docs/requirements-and-limitations (REST 10-90 requests/min per endpoint; "
+        "auth/r/orders, auth/w/order/submit, auth/r/trades/hist, auth/r/wallets: 90/min, docs.bitfinex.com/reference)",
+    ),
+    "bitstamp": BudgetSpec(
+        "bitstamp",
+        (BucketSpec.from_window("requests_10min", 8000, 600), BucketSpec.from_window("requests_1s", 400, 1)),
+        source="www.bitstamp.net/api/ (request limits: 400/s and 10 000 per 10 minutes; the older 8000 per 10 "
+        "minutes, ccxt's rateLimit 75 ms, is used)",
+    ),
+    "coinbase": BudgetSpec(
+        "coinbase",
+        (
+            BucketSpec.from_window("private", 30, 1.0, {"load_markets": 1}),
+            # load_markets is 5 public requests at once: room for them within one second
+            BucketSpec.from_window("public", 10, 1.0, {"load_markets": 5}, default_weight=0, burst_fraction=0.7),
+        ),
+        source="docs.cdp.coinbase.com/advanced-trade/docs/rest-api-rate-limits (private 30 requests/s per user, "
+        "public 10 requests/s per IP)",
+    ),
+    "gemini": BudgetSpec(
+        "gemini",
+        (
+            BucketSpec.from_window("private", 600, 60, {"load_markets": 0}),
+            BucketSpec.from_window("public", 120, 60, {"load_markets": 6}, default_weight=0),
+        ),
+        source="docs.gemini.com/rest/rate-limits (private 600/min per API key, public 120/min per IP)",
+    ),
 }
 
 

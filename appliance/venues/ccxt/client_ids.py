@@ -142,10 +142,12 @@ CLIENT_ID_SPECS: dict[str, ClientIdSpec] = {
         ),
         ClientIdSpec(
             "gate", "clientOrderId", "text", 28, r"t-[A-Za-z0-9_.-]{1,26}", "alnum", prefix="t-",
-            lookup=LookupMethod.FETCH_ORDER, lookup_param="clientOrderId", dedup=Dedup.NONE,
-            source="ccxt gate.create_order_request (text, 't-' prefix, <= 28 chars as passed), "
-            "gate.fetch_order_request (text used as the order id); POST /spot/orders, GET /spot/orders/{order_id} "
-            "(www.gate.io/docs/developers/apiv4/#create-an-order)",
+            lookup=LookupMethod.OPEN_CLOSED_SCAN, dedup=Dedup.NONE,
+            source="ccxt gate.create_order_request (text, 't-' prefix, <= 28 chars as passed); POST /spot/orders "
+            "(www.gate.io/docs/developers/apiv4/#create-an-order). GET /spot/orders/{text} resolves a text only "
+            "while the order is open and for 60 s after it finished, and a repeated text is accepted, so a "
+            "'not found' there is not definitive: open orders and finished orders (status=finished) are "
+            "scanned for the text instead",
         ),
         ClientIdSpec(
             "coinbase", "client_order_id", "client_order_id", 36, _SAFE36, "alnum",
@@ -157,9 +159,12 @@ CLIENT_ID_SPECS: dict[str, ClientIdSpec] = {
         ),
         ClientIdSpec(
             "bitfinex", "clientOrderId", "cid", 14, r"[0-9]{1,14}", "int",
-            lookup=LookupMethod.OPEN_CLOSED_SCAN, dedup=Dedup.NONE,
+            lookup=LookupMethod.OPEN_CLOSED_SCAN, dedup=Dedup.NONE, fetch_by_venue_id=False,
             source="ccxt bitfinex.create_order_request (clientOrderId -> cid); POST /v2/auth/w/order/submit "
-            "(docs.bitfinex.com/reference/rest-auth-submit-order): cid is an int45, unique per day, not enforced",
+            "(docs.bitfinex.com/reference/rest-auth-submit-order): cid is an int45, unique per day, not enforced; "
+            "ccxt bitfinex.fetch_order reads POST /v2/auth/r/orders[/{symbol}], which lists ACTIVE orders only "
+            "(docs.bitfinex.com/reference/rest-auth-retrieve-orders): a filled or canceled order comes back as an "
+            "empty ccxt order (status None), so closed orders are found in /v2/auth/r/orders/{symbol}/hist",
         ),
         ClientIdSpec(
             "gemini", "clientOrderId", "client_order_id", 36, _SAFE36, "alnum",

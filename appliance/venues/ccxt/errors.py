@@ -56,6 +56,15 @@ _REJECTED = (
 _DUPLICATE_WORDS = ("duplicate", "already in use", "already exists", "already used")
 
 
+# Refusals some exchanges send with a body ccxt maps to a plain ExchangeError (checked in each
+# exchange's emulator tests): Bitfinex 429 {"error":"ERR_RATE_LIMIT"}, Bitstamp 429 (400.002
+# "Rate limit exceeded"), Coinbase order previews refused with {"success":false,
+# "error_response":...} (nothing created) and its unknown-order 404.
+_RATE_LIMIT_WORDS = ("err_rate_limit", "rate limit exceeded", "ratelimit", "too many requests")
+_REFUSED_WORDS = ('"success":false', '"error_response"')
+_NOT_FOUND_WORDS = ("order with this orderid was not found",)
+
+
 def _is_ban(text: str) -> bool:
     return " 418 " in f" {text} " or "banned" in text
 
@@ -67,8 +76,13 @@ def classify(exc: BaseException) -> ErrorKind:
     if isinstance(exc, E.DuplicateOrderId) or (
             isinstance(exc, E.ExchangeError) and any(word in text for word in _DUPLICATE_WORDS)):
         return ErrorKind.DUPLICATE
-    if isinstance(exc, E.OrderNotFound):
+    if isinstance(exc, E.OrderNotFound) or (
+            isinstance(exc, E.ExchangeError) and any(word in text for word in _NOT_FOUND_WORDS)):
         return ErrorKind.NOT_FOUND
+    if isinstance(exc, E.PermissionDenied) and "invalid order" in text:
+        # Bitfinex code 10001 covers both "permission denied" and order checks such as
+        # "Invalid order: minimum size": ccxt maps the code to PermissionDenied
+        return ErrorKind.REJECTED
     if isinstance(exc, (E.AuthenticationError,)):
         return ErrorKind.AUTH
     if isinstance(exc, E.RateLimitExceeded):
@@ -83,6 +97,11 @@ def classify(exc: BaseException) -> ErrorKind:
         return ErrorKind.CANCEL_PENDING
     if isinstance(exc, _REJECTED):
         return ErrorKind.REJECTED
+    if type(exc) is E.ExchangeError:  # only the generic class: its subclasses say more
+        if any(word in text for word in _RATE_LIMIT_WORDS):
+            return ErrorKind.RATE_LIMITED
+        if any(word in text.replace(" ", "") for word in _REFUSED_WORDS):
+            return ErrorKind.REJECTED
     return ErrorKind.UNKNOWN
 
 

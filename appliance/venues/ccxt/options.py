@@ -16,6 +16,15 @@ SPOT_OPTIONS: dict[str, dict] = {
         "fetchCurrencies": False,  # sapi capital/config/getall: not needed to trade spot
         "warnOnFetchOpenOrdersWithoutSymbol": False,
     },
+    # the others list futures, swaps and options by default (ccxt <exchange>.describe()["options"]
+    # ["fetchMarkets"]["types"]): one request or more each, at every start
+    "okx": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
+    "bybit": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
+    "gate": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
+    "kucoin": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
+    # Advanced Trade accounts (available + hold) instead of the Coinbase App's /v2/accounts, which
+    # has no holds and an hourly limit of its own
+    "coinbase": {"fetchBalance": "v3PrivateGetBrokerageAccounts"},
 }
 
 

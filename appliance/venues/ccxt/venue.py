@@ -76,7 +76,7 @@ from appliance.engine.clock import Clock
 from appliance.model.errors import PreconditionError, ValidationError
 from appliance.model.instrument import Instrument
 from appliance.model.money import ZERO
-from appliance.model.order import Order, OrderStatus, OrderType
+from appliance.model.order import Order, OrderSide, OrderStatus, OrderType
 from appliance.venues.base import (
     LOST_BEFORE_SEND,
     BalanceSnapshot,
@@ -116,6 +116,16 @@ if TYPE_CHECKING:  # only the type: the vault itself is not needed here
 log = logging.getLogger("lyra.venues.ccxt")
 
 ExchangeFactory = Callable[[str, dict], Any]
+
+#: Own-trades page per exchange: (limit, params). The documented maximum where it is at most 1000;
+#: Bitfinex pages newest-first unless asked (sort=1); Binance and the others page oldest-first
+#: from ``since``. Exchanges not listed: 500.
+TRADE_PAGES: dict[str, tuple[int, dict]] = {
+    "binance": (1000, {}), "bitfinex": (1000, {"sort": 1}), "gemini": (500, {}), "coinbase": (1000, {}),
+    "bitstamp": (1000, {}), "okx": (100, {}), "bybit": (100, {}), "gate": (1000, {}), "kucoin": (100, {}),
+    "kraken": (50, {}),
+}
+
 
 @dataclass(slots=True)
 class CcxtVenueOptions:
@@ -755,6 +765,10 @@ class CcxtVenue:
             if self._health.state is VenueHealth.DOWN:
                 self._reject(t, f"venue_down: {self._health.reason}")
                 return
+            unsupported = self._unsupported(t.order)
+            if unsupported:
+                self._reject(t, f"unsupported: {unsupported}")
+                return
             assert self._loop is not None
             sent_at = self._loop.time()
             outcome = await self._send(t)
@@ -786,6 +800,20 @@ class CcxtVenue:
         finally:
             t.submit_in_flight = False
 
+    def _unsupported(self, order: Order) -> str:
+        """Why ``order`` cannot be sent to this exchange as Lyra means it ("" when it can)."""
+        if order.type is OrderType.MARKET:
+            has = getattr(self.exchange, "has", {}) or {}
+            if has.get("createMarketOrder") is False:  # Gemini: limit orders only
+                return f"{self.exchange_id} takes no market orders; send a limit order (IOC for immediate)"
+            options = getattr(self.exchange, "options", {}) or {}
+            if order.side is OrderSide.BUY and self.exchange_id == "coinbase" and \
+                    options.get("createMarketBuyOrderRequiresPrice", True):
+                # Coinbase sizes market buys in the quote currency: a quantity in base would need a
+                # price Lyra does not send with a market order
+                return "coinbase sizes market buys in the quote currency; send a limit buy (IOC for immediate)"
+        return ""
+
     def _resend_guard_s(self) -> float:
         if self.options.resend_guard_s is not None:
             return self.options.resend_guard_s
@@ -804,7 +832,8 @@ class CcxtVenue:
         and be the reason (funds locked by it, its client id in use with a message not recognised
         as "duplicate"), so ``"refused:<reason>"`` is returned for the caller to look up first."""
         order = t.order
-        params = {self.id_spec.create_param: t.vcid}
+        # Bitfinex's cid is an integer in its JSON body, not a string
+        params = {self.id_spec.create_param: int(t.vcid) if self.id_spec.digest == "int" else t.vcid}
         amount = float(order.qty)
         price = float(order.limit_price) if order.type is OrderType.LIMIT and order.limit_price is not None else None
         if Decimal(repr(amount)) != order.qty or (price is not None and Decimal(repr(price)) != order.limit_price):
@@ -982,7 +1011,12 @@ class CcxtVenue:
                     return _Lookup(venue_order)
             if spec.lookup is LookupMethod.OPEN_ONLY or not has.get("fetchClosedOrders", True):
                 return _Lookup(None, definitive=False)
-            closed = await self._call("fetch_closed_orders", priority, "fetch_closed_orders", symbol, since, None, params)
+            # Bybit's fetch_closed_orders asks for Filled only: a lost order canceled (or partly filled
+            # and canceled) since would look "never placed"; an exchange's native "canceled and
+            # closed" listing has every finished order
+            finished = ("fetch_canceled_and_closed_orders" if has.get("fetchCanceledAndClosedOrders") is True
+                        else "fetch_closed_orders")
+            closed = await self._call("fetch_closed_orders", priority, finished, symbol, since, None, params)
             for venue_order in closed or []:
                 if self._matches(venue_order, t):
                     return _Lookup(venue_order)
@@ -1195,19 +1229,22 @@ class CcxtVenue:
                 t.needs_history = False
 
     async def _fetch_trades(self, symbol: str, since_ms: int, priority: Priority) -> list[dict]:
-        """``fetch_my_trades(symbol, since)``, following pages while they come back full."""
+        """``fetch_my_trades(symbol, since, page)``, oldest first, following pages while they come
+        back full (:data:`TRADE_PAGES`: without an explicit limit some exchanges answer only their
+        25-100 newest trades, and a fuller page would look like the last one)."""
+        page, params = TRADE_PAGES.get(self.exchange_id, (500, {}))
         out: list[dict] = []
         seen: set[str] = set()
         since = since_ms
         for _ in range(max(1, self.options.max_trade_pages)):
-            batch = await self._call("fetch_my_trades", priority, "fetch_my_trades", symbol, since)
+            batch = await self._call("fetch_my_trades", priority, "fetch_my_trades", symbol, since, page, dict(params))
             batch = [tr for tr in batch or [] if isinstance(tr, Mapping)]
             fresh = [tr for tr in batch if make_fill_id(self.name, tr) not in seen]
             for tr in fresh:
                 seen.add(make_fill_id(self.name, tr))
             out.extend(fresh)
             newest = max((ms(tr) or 0 for tr in batch), default=since)
-            if not fresh or len(batch) < 500 or newest <= since:
+            if not fresh or len(batch) < page or newest <= since:
                 break
             since = newest
         return out
