@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.lyrad_box import Box as LyradBox, wait_for
-from tests.emulator import EmulatorThread, binance_client
+from tests.emulator import EmulatorThread
 
 pytestmark = pytest.mark.e2e
 
@@ -36,9 +36,6 @@ def emulator():
 
 
 def write_config(tmp: Path, emulator, shared_data: Path) -> Path:
-    probe = binance_client(emulator)
-    urls = {k: v for k, v in probe.urls["api"].items() if isinstance(v, str)}
-    inline = ", ".join(f'{json.dumps(k)} = {json.dumps(v)}' for k, v in urls.items())
     config = tmp / "lyra.toml"
     config.write_text(f"""
 [server]
@@ -57,6 +54,8 @@ max_position_notional = "20000"
 daily_loss_limit = "1000"
 [auth]
 totp_required_roles = []
+[exchange_urls]
+binance = "{emulator.url_of('binance')}"
 
 [[venues]]
 name = "binance"
@@ -64,7 +63,6 @@ exchange = "binance"
 credential = "binance/main"
 poll_interval_s = 0.5
 symbols = ["BTC/USDT"]
-urls = {{{inline}}}
 ccxt_options = {{fetchCurrencies = false, defaultType = "spot", fetchMargins = false, fetchMarkets = {{types = ["spot"]}}}}
 """)
     return config
@@ -91,7 +89,10 @@ def test_kill9_between_send_and_ack_leaves_exactly_one_order(tmp_path, shared_da
         wait_for(box.venue_connected, 60, "the binance venue to connect")
         wait_for(lambda: any(b["asset"] == "USDT" and b["venue"] == "binance" for b in box.json("balances")["balances"]),
                  30, "the venue's first balance snapshot")
-        # the exchange takes and fills the order, but its answer never reaches lyrad
+        # the exchange takes and fills the order, but its answer never reaches lyrad (nor does its
+        # user data stream: the websocket is down and stays down)
+        emulator.refuse_websockets("binance", 1000)
+        emulator.drop_websockets("binance")
         emulator.delay_next("/api/v3/order", 60.0, when="after", method="POST")
         box.lyractl("orders", "submit", "BTC/USDT@binance", "buy", "0.01", "--type", "limit", "--price", "61000")
         sent = wait_for(lambda: [o for o in emulator.orders("binance")], 30, "the order to reach the exchange")
@@ -103,6 +104,7 @@ def test_kill9_between_send_and_ack_leaves_exactly_one_order(tmp_path, shared_da
         proc.wait(10)
 
     assert box.lyrad("verify").returncode == 0
+    emulator.clear_faults()  # the websocket comes back with the restart
     proc = box.start()
     try:
         box.lyractl("vault", "unseal", "--passphrase-stdin", stdin=PASSPHRASE + "\n")

@@ -59,3 +59,9 @@ def test_config_accepts_loopback_http_and_https_and_names_a_bad_exchange_id():
         LyraConfig.model_validate({"exchange_urls": {"Bin ance": "http://127.0.0.1:1"}})
     with pytest.raises(ValueError, match="loopback"):
         LyraConfig.model_validate({"exchange_urls": {"binance": "http://192.168.1.2"}})
+
+
+def test_a_venues_urls_override_single_api_keys_after_the_base():
+    exchange = route_exchange(ccxt_async.binance(), "http://127.0.0.1:9", {"public": "https://relay.example/api/v3"})
+    assert exchange.urls["api"]["public"] == "https://relay.example/api/v3"
+    assert exchange.urls["api"]["private"] == "http://127.0.0.1:9/api/v3"
