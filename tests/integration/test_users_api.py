@@ -240,7 +240,9 @@ def test_no_secret_in_journal_or_database(api: Api) -> None:
         return "\n".join(parts)
 
     text = api.running.call(dump)
-    for secret in ("sue-secret-password", "sue-new-secret-pw", token, token.rpartition("_")[2], login.refresh_token,
+    token_secret = token[len("lyst_") + 16 + 1:]  # lyst_<16 hex id>_<43-char secret, which may hold "_">
+    assert len(token_secret) == 43
+    for secret in ("sue-secret-password", "sue-new-secret-pw", token, token_secret, login.refresh_token,
                    login.access_token, "PRIVATE KEY"):
         assert secret not in text
     key_file = Path(api.running.config.storage.data_dir) / "auth.key"
