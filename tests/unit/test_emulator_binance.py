@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import ccxt
 import pytest
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:  # tests/ is not a package: make ``tests.emulator`` importable
-    sys.path.insert(0, _ROOT)
-
-from tests.emulator import EmulatorThread, ExchangeEmulator, binance_client  # noqa: E402
-from tests.emulator.shapes import load_fixture, shape_mismatches  # noqa: E402
+from tests.emulator import EmulatorThread, ExchangeEmulator, binance_client
+from tests.emulator.shapes import load_fixture, shape_mismatches
 
 KEY = "lyra-test-key"
 SECRET = "lyra-test-secret-0123456789"

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import aiohttp
 import ccxt
 import pytest
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:  # tests/ is not a package: make ``tests.emulator`` importable
-    sys.path.insert(0, _ROOT)
-
-from appliance.venues.ccxt.client_ids import Dedup, client_id_spec  # noqa: E402
-from tests.emulator import ExchangeEmulator, exchange_client  # noqa: E402
-from tests.emulator.bitfinex import RATE_LIMIT_BODY  # noqa: E402
+from appliance.venues.ccxt.client_ids import Dedup, client_id_spec
+from tests.emulator import ExchangeEmulator, exchange_client
+from tests.emulator.bitfinex import RATE_LIMIT_BODY
 
 KEY = "lyra-bitfinex-key"
 SECRET = "lyra-bitfinex-secret-not-real"

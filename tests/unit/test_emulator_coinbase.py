@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import aiohttp
 import ccxt
 import pytest
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:  # tests/ is not a package: make ``tests.emulator`` importable
-    sys.path.insert(0, _ROOT)
-
-from tests.emulator import ExchangeEmulator, exchange_client  # noqa: E402
-from tests.emulator.coinbase import V3, CoinbaseDialect  # noqa: E402
+from tests.emulator import ExchangeEmulator, exchange_client
+from tests.emulator.coinbase import V3, CoinbaseDialect
 
 KEY = "organizations/lyra-test-org/apiKeys/lyra-test-key"
 SECRET = CoinbaseDialect.test_secret("lyra-coinbase-unit-test")

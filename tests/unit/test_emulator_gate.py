@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import sys
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import aiohttp
 import ccxt
 import pytest
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:  # tests/ is not a package: make ``tests.emulator`` importable
-    sys.path.insert(0, _ROOT)
-
-from tests.emulator import ExchangeEmulator, exchange_client  # noqa: E402
+from tests.emulator import ExchangeEmulator, exchange_client
 
 KEY = "lyra-gate-test-key"
 SECRET = "lyra-gate-test-secret-not-real"

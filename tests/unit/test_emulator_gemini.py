@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import ccxt
 import pytest
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:  # tests/ is not a package: make ``tests.emulator`` importable
-    sys.path.insert(0, _ROOT)
-
-from tests.emulator import ExchangeEmulator, exchange_client  # noqa: E402
-from tests.emulator.gemini import GeminiDialect  # noqa: E402
+from tests.emulator import ExchangeEmulator, exchange_client
+from tests.emulator.gemini import GeminiDialect
 
 KEY = "account-lyraGeminiTestKey01"  # ccxt refuses keys without "account" (master keys)
 SECRET = GeminiDialect.test_secret("lyra-gemini-unit-test")

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import aiohttp
 import ccxt
 import pytest
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:  # tests/ is not a package: make ``tests.emulator`` importable
-    sys.path.insert(0, _ROOT)
-
-from tests.emulator import ExchangeEmulator, kraken_client  # noqa: E402
-from tests.emulator.kraken import DUPLICATE_CL_ORD_ID  # noqa: E402
-from tests.emulator.shapes import load_fixture, shape_mismatches  # noqa: E402
+from tests.emulator import ExchangeEmulator, kraken_client
+from tests.emulator.kraken import DUPLICATE_CL_ORD_ID
+from tests.emulator.shapes import load_fixture, shape_mismatches
 
 KEY = "lyra-kraken-key"
 SECRET = base64.b64encode(bytes(range(64))).decode()  # Kraken secrets are base64

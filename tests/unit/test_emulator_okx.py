@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import ccxt
 import pytest
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:  # tests/ is not a package: make ``tests.emulator`` importable
-    sys.path.insert(0, _ROOT)
-
-from appliance.venues.ccxt.client_ids import Dedup, client_id_spec  # noqa: E402
-from tests.emulator import ExchangeEmulator, exchange_client  # noqa: E402
-from tests.emulator.okx import OkxDialect  # noqa: E402
+from appliance.venues.ccxt.client_ids import Dedup, client_id_spec
+from tests.emulator import ExchangeEmulator, exchange_client
+from tests.emulator.okx import OkxDialect
 
 KEY = "lyra-okx-test-key"
 SECRET = OkxDialect.test_secret("lyra-okx-unit")

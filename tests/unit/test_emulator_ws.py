@@ -12,19 +12,13 @@ import asyncio
 import hashlib
 import hmac
 import json
-import sys
 import time
-from pathlib import Path
 
 import aiohttp
 import ccxt
 import pytest
 
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:  # tests/ is not a package: make ``tests.emulator`` importable
-    sys.path.insert(0, _ROOT)
-
-from tests.emulator import ExchangeEmulator, exchange_client  # noqa: E402
+from tests.emulator import ExchangeEmulator, exchange_client
 
 KEY = "lyra-ws-test-key"
 SECRET = "lyra-ws-test-secret-0123456789"
