@@ -218,3 +218,33 @@ async def test_a_market_order_the_exchange_cannot_take_as_meant_is_rejected_unse
             assert emu.orders(exchange, KEY) == []
         finally:
             await venue.stop()
+
+
+FILLS = 250
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+async def test_more_fills_between_two_polls_than_one_page_are_all_reported_once(exchange):
+    """250 partial fills land between two polls: more than one page of own trades on every
+    exchange (pages of 50 to 1000, newest first on some), all reported, each once."""
+    cls = dialect_class(exchange)
+    async with emulator_for(exchange) as emu:
+        venue, reports, clock = venue_for(emu, exchange)
+        venue.options.poll_interval_s = 3.0
+        await venue.start()
+        try:
+            order = make_order(clock, f"ly-{exchange[:4]}-many-00001", f"{exchange}-test", cls.test_symbol,
+                               qty="0.3", price="50000")
+            venue.submit(order)
+            await until(lambda: of(reports, OrderAccepted))
+            (placed,) = emu.orders(exchange, KEY)
+            for _ in range(FILLS):
+                emu.fill_order(exchange, placed, qty=Decimal("0.001"))
+                await asyncio.sleep(0.003)  # distinct timestamps: exchanges page by time
+            await until(lambda: len(of(reports, OrderFilled)) >= FILLS, timeout=60)
+            await asyncio.sleep(0.5)
+            fills = [r.fill for r in of(reports, OrderFilled)]
+            assert len(fills) == FILLS and len({f.fill_id for f in fills}) == FILLS
+            assert sum(f.qty for f in fills) == Decimal("0.25")
+        finally:
+            await venue.stop()

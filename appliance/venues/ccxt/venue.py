@@ -117,14 +117,38 @@ log = logging.getLogger("lyra.venues.ccxt")
 
 ExchangeFactory = Callable[[str, dict], Any]
 
-#: Own-trades page per exchange: (limit, params). The documented maximum where it is at most 1000;
-#: Bitfinex pages newest-first unless asked (sort=1); Binance and the others page oldest-first
-#: from ``since``. Exchanges not listed: 500.
-TRADE_PAGES: dict[str, tuple[int, dict]] = {
-    "binance": (1000, {}), "bitfinex": (1000, {"sort": 1}), "gemini": (500, {}), "coinbase": (1000, {}),
-    "bitstamp": (1000, {}), "okx": (100, {}), "bybit": (100, {}), "gate": (1000, {}), "kucoin": (100, {}),
-    "kraken": (50, {}),
+@dataclass(frozen=True, slots=True)
+class TradePaging:
+    """How an exchange pages its own-trades list (``fetch_my_trades``).
+
+    Attributes:
+        limit: trades asked per request (the documented maximum where it is at most 1000;
+            without an explicit limit some exchanges answer only their 25-100 newest trades).
+        mode: ``"forward"``: oldest first from ``since``, the next page starts at the newest
+            trade seen; ``"until"``: newest first, the next page ends at the oldest trade seen
+            (ccxt's ``until`` param); ``"offset"``: newest first, the next page skips what was
+            read (``offset_param``), until a page reaches back past ``since``.
+        params: extra ccxt params on every request.
+        offset_param: the exchange's offset field (mode ``"offset"``).
+    """
+
+    limit: int
+    mode: str = "forward"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    offset_param: str = ""
+
+
+#: Own-trades paging per exchange (ccxt 4.5.90's fetch_my_trades and the exchanges' docs: Binance
+#: myTrades startTime ascending; Bitfinex trades/hist sort=1; OKX fills-history, Bybit
+#: execution/list and KuCoin HF fills newest first with an end time; Kraken TradesHistory ``ofs``
+#: and Bitstamp user_transactions ``offset`` newest first). Exchanges not listed: forward, 500.
+TRADE_PAGES: dict[str, TradePaging] = {
+    "binance": TradePaging(1000), "bitfinex": TradePaging(1000, params={"sort": 1}), "gemini": TradePaging(500),
+    "coinbase": TradePaging(1000), "gate": TradePaging(1000),
+    "okx": TradePaging(100, "until"), "bybit": TradePaging(100, "until"), "kucoin": TradePaging(100, "until"),
+    "kraken": TradePaging(50, "offset", offset_param="ofs"), "bitstamp": TradePaging(1000, "offset", offset_param="offset"),
 }
+_DEFAULT_TRADE_PAGING = TradePaging(500)
 
 
 @dataclass(slots=True)
@@ -1164,7 +1188,9 @@ class CcxtVenue:
             if venue_order is not None:
                 self._on_order_seen(t, venue_order)
                 filled = order_filled(venue_order)
-                if filled is not None and filled > t.seen_qty:
+                # an open-orders list without fill progress (Bitstamp) says nothing about partial
+                # fills: then the trades are read every cycle
+                if filled is None or filled > t.seen_qty:
                     need_trades = True
             elif t.venue_order_id and not t.submit_in_flight:
                 gone.append(t)
@@ -1196,10 +1222,10 @@ class CcxtVenue:
         floor = max(floor, self.clock.now_ns() // NS_PER_MS - self.options.trade_lookback_ms)
         cursor = self._trade_cursor.get(symbol)
         since = floor if cursor is None else max(floor, cursor - self.options.trade_overlap_ms)
-        trades = await self._fetch_trades(symbol, max(0, since), priority)
+        trades, complete = await self._fetch_trades(symbol, max(0, since), priority)
         self._emit_trades(trades)
         newest = max((ms(tr) or 0 for tr in trades), default=None)
-        if newest is not None:
+        if newest is not None and complete:  # older unread pages: read from the same point again
             self._trade_cursor[symbol] = max(self._trade_cursor.get(symbol, 0), newest)
 
     async def _fill_history(self, orders: Sequence[_Tracked], priority: Priority) -> None:
@@ -1224,30 +1250,57 @@ class CcxtVenue:
             by_symbol[t.symbol].append(t)
         for symbol, group in by_symbol.items():
             since = min(t.created_ms for t in group) - self.options.clock_skew_ms
-            self._emit_trades(await self._fetch_trades(symbol, max(0, since), priority))
+            trades, complete = await self._fetch_trades(symbol, max(0, since), priority)
+            self._emit_trades(trades)
             for t in group:
-                t.needs_history = False
+                t.needs_history = not complete
 
-    async def _fetch_trades(self, symbol: str, since_ms: int, priority: Priority) -> list[dict]:
-        """``fetch_my_trades(symbol, since, page)``, oldest first, following pages while they come
-        back full (:data:`TRADE_PAGES`: without an explicit limit some exchanges answer only their
-        25-100 newest trades, and a fuller page would look like the last one)."""
-        page, params = TRADE_PAGES.get(self.exchange_id, (500, {}))
+    async def _fetch_trades(self, symbol: str, since_ms: int, priority: Priority) -> tuple[list[dict], bool]:
+        """Own trades of ``symbol`` since ``since_ms``, page after page the way the exchange pages
+        them (:data:`TRADE_PAGES`), each trade once.
+
+        Returns:
+            ``(trades, complete)``: ``complete`` is False when newest-first pages did not reach back
+            to ``since_ms`` within ``max_trade_pages`` (or the exchange kept answering the same
+            page): older trades may be unread, so the caller must not move its cursor past them.
+        """
+        paging = TRADE_PAGES.get(self.exchange_id, _DEFAULT_TRADE_PAGING)
         out: list[dict] = []
         seen: set[str] = set()
-        since = since_ms
+        since, until, offset = since_ms, None, 0
         for _ in range(max(1, self.options.max_trade_pages)):
-            batch = await self._call("fetch_my_trades", priority, "fetch_my_trades", symbol, since, page, dict(params))
+            params = dict(paging.params)
+            if until is not None:
+                params["until"] = until
+            if offset:
+                params[paging.offset_param] = offset
+            batch = await self._call("fetch_my_trades", priority, "fetch_my_trades", symbol, since, paging.limit, params)
             batch = [tr for tr in batch or [] if isinstance(tr, Mapping)]
             fresh = [tr for tr in batch if make_fill_id(self.name, tr) not in seen]
             for tr in fresh:
                 seen.add(make_fill_id(self.name, tr))
             out.extend(fresh)
-            newest = max((ms(tr) or 0 for tr in batch), default=since)
-            if not fresh or len(batch) < page or newest <= since:
-                break
-            since = newest
-        return out
+            if len(batch) < paging.limit:
+                return out, True
+            stamps = [ms(tr) or 0 for tr in batch]
+            if paging.mode == "forward":
+                if not fresh or max(stamps) <= since:
+                    return out, True  # a full page of one millisecond: nothing more to ask by time
+                since = max(stamps)
+            elif paging.mode == "until":
+                if min(stamps) <= since:
+                    return out, True
+                if not fresh:
+                    break
+                until = min(stamps) + 1  # that millisecond again: its other trades, deduplicated
+            else:
+                if min(stamps) < since:
+                    return out, True
+                offset += len(batch)
+        log.warning("venue %s: own trades of %s since %d not read to the end in %d pages; continued next poll",
+                    self.name, symbol, since_ms, self.options.max_trade_pages)
+        # forward pages read from ``since`` on: what is unread is newer, where the cursor goes next
+        return out, paging.mode == "forward"
 
     def _emit_trades(self, trades: Iterable[Mapping[str, Any]]) -> None:
         """Fills for the trades of tracked orders, each once, oldest first."""
