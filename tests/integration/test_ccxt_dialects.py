@@ -248,3 +248,29 @@ async def test_more_fills_between_two_polls_than_one_page_are_all_reported_once(
             assert sum(f.qty for f in fills) == Decimal("0.25")
         finally:
             await venue.stop()
+
+
+@pytest.mark.parametrize("exchange", ["okx", "kraken"])
+async def test_newest_first_exchanges_page_back_to_the_cursor_whatever_the_page_limit(exchange):
+    """With one page per poll allowed, newest-first exchanges (OKX by end time, Kraken by offset)
+    still page back to the cursor at once: the unread part is the older one, which a later poll
+    from a cursor past it would never see."""
+    cls = dialect_class(exchange)
+    async with emulator_for(exchange) as emu:
+        venue, reports, clock = venue_for(emu, exchange)
+        venue.options.poll_interval_s = 3.0
+        venue.options.max_trade_pages = 1
+        await venue.start()
+        try:
+            venue.submit(make_order(clock, f"ly-{exchange[:4]}-page-00001", f"{exchange}-test", cls.test_symbol,
+                                    qty="0.3", price="50000"))
+            await until(lambda: of(reports, OrderAccepted))
+            (placed,) = emu.orders(exchange, KEY)
+            for _ in range(FILLS):
+                emu.fill_order(exchange, placed, qty=Decimal("0.001"))
+                await asyncio.sleep(0.003)
+            await until(lambda: len(of(reports, OrderFilled)) >= FILLS, timeout=60)
+            fills = [r.fill for r in of(reports, OrderFilled)]
+            assert len({f.fill_id for f in fills}) == len(fills) == FILLS
+        finally:
+            await venue.stop()

@@ -149,6 +149,8 @@ TRADE_PAGES: dict[str, TradePaging] = {
     "kraken": TradePaging(50, "offset", offset_param="ofs"), "bitstamp": TradePaging(1000, "offset", offset_param="offset"),
 }
 _DEFAULT_TRADE_PAGING = TradePaging(500)
+# a safety stop for newest-first paging (an exchange answering pages that never reach back)
+_MAX_BACKWARD_TRADE_PAGES = 1000
 
 
 @dataclass(slots=True)
@@ -184,7 +186,8 @@ class CcxtVenueOptions:
         trade_lookback_ms: the furthest back a symbol's trade poll reaches (older fills are fetched
             per order, see ``_fill_history``).
         clock_skew_ms: margin before an order's creation time for "since" queries.
-        max_trade_pages: pages of fetch_my_trades per poll.
+        max_trade_pages: pages of fetch_my_trades per poll on exchanges that page forward (the
+            rest is read next poll); newest-first exchanges page back to the cursor at once.
         shutdown_grace_s: how long stop() waits for in-flight sends/cancels.
         auto_reconcile_min_gap_s: minimum gap between automatic reconciliations (after a stream
             reconnect or a return from DOWN), so a flapping connection cannot loop on them.
@@ -1268,7 +1271,11 @@ class CcxtVenue:
         out: list[dict] = []
         seen: set[str] = set()
         since, until, offset = since_ms, None, 0
-        for _ in range(max(1, self.options.max_trade_pages)):
+        # forward pages resume from the cursor next poll; newest-first pages cannot (the unread part
+        # is the older one), so they go back to ``since`` now, each page through the budget
+        pages = self.options.max_trade_pages if paging.mode == "forward" else max(self.options.max_trade_pages,
+                                                                                   _MAX_BACKWARD_TRADE_PAGES)
+        for _ in range(max(1, pages)):
             params = dict(paging.params)
             if until is not None:
                 params["until"] = until
@@ -1298,7 +1305,7 @@ class CcxtVenue:
                     return out, True
                 offset += len(batch)
         log.warning("venue %s: own trades of %s since %d not read to the end in %d pages; continued next poll",
-                    self.name, symbol, since_ms, self.options.max_trade_pages)
+                    self.name, symbol, since_ms, pages)
         # forward pages read from ``since`` on: what is unread is newer, where the cursor goes next
         return out, paging.mode == "forward"
 
