@@ -363,6 +363,10 @@ async def _serve(config: LyraConfig) -> None:
     from appliance.telemetry.metrics import serve as serve_metrics
 
     import logging
+
+    from appliance.venues.ccxt.errors import orphaned_exchange_error_handler
+
+    asyncio.get_running_loop().set_exception_handler(orphaned_exchange_error_handler)
     log = logging.getLogger("lyra.daemon")
     app = Appliance(config)
     notes = app.recover()

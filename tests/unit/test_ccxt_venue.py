@@ -758,3 +758,24 @@ async def test_a_resubscribed_stream_on_a_quiet_account_turns_live_and_reconcile
     assert VenueHealth.DEGRADED in healths(reports)
     assert venue.health() is VenueHealth.CONNECTED and not venue.status()["conditions"]
     await venue.stop()
+
+
+def test_orphaned_exchange_errors_are_one_redacted_warning_and_others_go_to_the_default_handler(caplog):
+    from appliance.venues.ccxt.errors import orphaned_exchange_error_handler
+
+    class Loop:
+        seen: list = []
+
+        def default_exception_handler(self, context):
+            self.seen.append(context)
+
+    loop = Loop()
+    exc = ccxt.NetworkError("binance GET https://api.binance.com/api/v3/order?symbol=X&signature=deadbeef01 failed")
+    with caplog.at_level("WARNING", logger="lyra.venues.ccxt"):
+        orphaned_exchange_error_handler(loop, {"message": "Future exception was never retrieved", "exception": exc})
+    (record,) = [r for r in caplog.records if r.name == "lyra.venues.ccxt"]
+    assert record.levelname == "WARNING" and "NetworkError" in record.getMessage()
+    assert "deadbeef01" not in record.getMessage() and loop.seen == []
+    other = {"message": "Task exception was never retrieved", "exception": ZeroDivisionError()}
+    orphaned_exchange_error_handler(loop, other)
+    assert loop.seen == [other]  # our own bugs stay loud

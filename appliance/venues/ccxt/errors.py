@@ -27,6 +27,7 @@ CancelPending                             CANCEL_PENDING       cancel accepted, 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from enum import Enum
 from typing import Iterable
@@ -153,3 +154,19 @@ class Redactor:
     def error(self, exc: BaseException) -> str:
         """``"ClassName: message"`` with secrets removed."""
         return self(f"{type(exc).__name__}: {exc}")
+
+
+_PATTERN_REDACTOR = Redactor()
+
+
+def orphaned_exchange_error_handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """An asyncio exception handler (``loop.set_exception_handler``) for the futures ccxt and
+    ccxt.pro leave with an error nobody awaits (a websocket that could not connect, a request
+    whose caller was cancelled): one redacted WARNING line instead of asyncio's ERROR with a
+    traceback, whose message could carry a signed URL. Everything else goes to the loop's
+    default handler."""
+    exc = context.get("exception")
+    if isinstance(exc, E.BaseError) and "never retrieved" in str(context.get("message", "")):
+        logging.getLogger("lyra.venues.ccxt").warning("unawaited exchange error: %s", _PATTERN_REDACTOR.error(exc))
+        return
+    loop.default_exception_handler(context)
