@@ -109,6 +109,7 @@ from appliance.venues.ccxt.convert import (
 from appliance.venues.ccxt.errors import ErrorKind, Redactor, classify, is_ccxt_or_io_error, retry_after_s
 from appliance.venues.ccxt.health import HealthTracker
 from appliance.venues.ccxt.options import spot_options
+from appliance.venues.ccxt.paging import MAX_BACKWARD_TRADE_PAGES, trade_paging
 
 if TYPE_CHECKING:  # only the type: the vault itself is not needed here
     from appliance.security.vault import CredentialSecrets
@@ -116,42 +117,6 @@ if TYPE_CHECKING:  # only the type: the vault itself is not needed here
 log = logging.getLogger("lyra.venues.ccxt")
 
 ExchangeFactory = Callable[[str, dict], Any]
-
-@dataclass(frozen=True, slots=True)
-class TradePaging:
-    """How an exchange pages its own-trades list (``fetch_my_trades``).
-
-    Attributes:
-        limit: trades asked per request (the documented maximum where it is at most 1000;
-            without an explicit limit some exchanges answer only their 25-100 newest trades).
-        mode: ``"forward"``: oldest first from ``since``, the next page starts at the newest
-            trade seen; ``"until"``: newest first, the next page ends at the oldest trade seen
-            (ccxt's ``until`` param); ``"offset"``: newest first, the next page skips what was
-            read (``offset_param``), until a page reaches back past ``since``.
-        params: extra ccxt params on every request.
-        offset_param: the exchange's offset field (mode ``"offset"``).
-    """
-
-    limit: int
-    mode: str = "forward"
-    params: Mapping[str, Any] = field(default_factory=dict)
-    offset_param: str = ""
-
-
-#: Own-trades paging per exchange (ccxt 4.5.90's fetch_my_trades and the exchanges' docs: Binance
-#: myTrades startTime ascending; Bitfinex trades/hist sort=1; OKX fills-history, Bybit
-#: execution/list and KuCoin HF fills newest first with an end time; Kraken TradesHistory ``ofs``
-#: and Bitstamp user_transactions ``offset`` newest first). Exchanges not listed: forward, 500.
-TRADE_PAGES: dict[str, TradePaging] = {
-    "binance": TradePaging(1000), "bitfinex": TradePaging(1000, params={"sort": 1}), "gemini": TradePaging(500),
-    "coinbase": TradePaging(1000), "gate": TradePaging(1000),
-    "okx": TradePaging(100, "until"), "bybit": TradePaging(100, "until"), "kucoin": TradePaging(100, "until"),
-    "kraken": TradePaging(50, "offset", offset_param="ofs"), "bitstamp": TradePaging(1000, "offset", offset_param="offset"),
-}
-_DEFAULT_TRADE_PAGING = TradePaging(500)
-# a safety stop for newest-first paging (an exchange answering pages that never reach back)
-_MAX_BACKWARD_TRADE_PAGES = 1000
-
 
 @dataclass(slots=True)
 class CcxtVenueOptions:
@@ -1260,21 +1225,22 @@ class CcxtVenue:
 
     async def _fetch_trades(self, symbol: str, since_ms: int, priority: Priority) -> tuple[list[dict], bool]:
         """Own trades of ``symbol`` since ``since_ms``, page after page the way the exchange pages
-        them (:data:`TRADE_PAGES`), each trade once.
+        them (:mod:`.paging`), each trade once.
 
         Returns:
             ``(trades, complete)``: ``complete`` is False when newest-first pages did not reach back
             to ``since_ms`` within ``max_trade_pages`` (or the exchange kept answering the same
             page): older trades may be unread, so the caller must not move its cursor past them.
         """
-        paging = TRADE_PAGES.get(self.exchange_id, _DEFAULT_TRADE_PAGING)
+        paging = trade_paging(self.exchange_id)
         out: list[dict] = []
         seen: set[str] = set()
         since, until, offset = since_ms, None, 0
         # forward pages resume from the cursor next poll; newest-first pages cannot (the unread part
         # is the older one), so they go back to ``since`` now, each page through the budget
-        pages = self.options.max_trade_pages if paging.mode == "forward" else max(self.options.max_trade_pages,
-                                                                                   _MAX_BACKWARD_TRADE_PAGES)
+        pages = self.options.max_trade_pages
+        if paging.mode != "forward":
+            pages = max(pages, MAX_BACKWARD_TRADE_PAGES)
         for _ in range(max(1, pages)):
             params = dict(paging.params)
             if until is not None:
